@@ -1,0 +1,78 @@
+"""Appliance settings: one typed object, from YAML (``~/.config/appliance/config.yaml``) and env.
+
+Precedence: explicit argument > environment (``APPLIANCE_*``) > config file > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from appliance.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "appliance"
+
+
+@dataclass
+class Settings:
+    home: Path = field(default_factory=_default_home)  # run store + content-addressed store
+    images_dir: Path = REPO_ROOT / "images"  # image specs and images.lock
+    runtime: str = "docker"  # docker | podman
+    run_uid: int = 65534  # non-root uid:gid inside analysis containers (nobody)
+    run_gid: int = 65534
+    # Extra options for input resolvers of remote schemes (site URLs, tokens files, CA dirs).
+    resolvers: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store_root(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def runs_root(self) -> Path:
+        return self.home / "runs"
+
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+        path = Path(
+            config_file
+            or os.environ.get("APPLIANCE_CONFIG")
+            or Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+            / "appliance"
+            / "config.yaml"
+        )
+        values: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                loaded = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path}: expected a mapping of settings")
+            values.update(loaded)
+        names = {f.name for f in fields(cls)}
+        for name in names:
+            env = os.environ.get(f"APPLIANCE_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        for key in ("home", "images_dir"):
+            if key in values:
+                values[key] = Path(values[key]).expanduser()
+        for key in ("run_uid", "run_gid"):
+            if key in values:
+                values[key] = int(values[key])
+        if values.get("runtime", "docker") not in ("docker", "podman"):
+            raise ConfigError(f"runtime: expected 'docker' or 'podman', got {values['runtime']!r}")
+        return cls(**values)

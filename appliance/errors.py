@@ -1,0 +1,69 @@
+"""Error types of the appliance.
+
+Every error carries the file, field, URL or object at fault, so the CLI can print one clear line
+and pick a meaningful exit code (``exit_code``) without parsing messages.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class ConfigError(ApplianceError):
+    exit_code = 2
+
+
+class RecipeError(ApplianceError):
+    """A recipe (or its lock) is malformed; the message names file, line and field."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, message: str, line: int | None = None, field: str | None = None):
+        self.path, self.line, self.field, self.detail = path, line, field, message
+        where = f"{path}:{line}" if line else path
+        what = f" field '{field}':" if field else ""
+        super().__init__(f"{where}:{what} {message}")
+
+
+class EngineUnavailable(ApplianceError):
+    exit_code = 3
+
+
+class ImageMissing(ApplianceError):
+    exit_code = 3
+
+
+class ChecksumMismatch(ApplianceError):
+    """Content does not match the checksum that was recorded or announced for it."""
+
+    exit_code = 4
+
+    def __init__(self, what: str, expected: str, actual: str):
+        self.what, self.expected, self.actual = what, expected, actual
+        super().__init__(f"checksum mismatch for {what}: expected {expected}, got {actual}")
+
+
+class InputError(ApplianceError):
+    exit_code = 4
+
+
+class RunFailed(ApplianceError):
+    """The analysis container ran but did not succeed (non-zero exit, OOM kill, missing output)."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, run_id: str | None = None):
+        self.run_id = run_id
+        super().__init__(message + (f" (run record: {run_id})" if run_id else ""))
+
+
+class NotReproduced(ApplianceError):
+    exit_code = 6
+
+
+class RunNotFound(ApplianceError):
+    exit_code = 2

@@ -1,0 +1,54 @@
+"""Checksums used everywhere: sha256 (content identity) and adler32 (the WLCG transfer checksum).
+
+Streaming, in 1 MiB blocks, so files of any size hash in constant memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from pathlib import Path
+
+BLOCK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(BLOCK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def adler32_file(path: str | os.PathLike[str]) -> str:
+    """Adler-32 as WLCG writes it: 8 lowercase hex digits."""
+    value = 1
+    with open(path, "rb") as f:
+        while chunk := f.read(BLOCK):
+            value = zlib.adler32(chunk, value)
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tree_hash(root: str | os.PathLike[str], exclude: frozenset[str] = frozenset()) -> str:
+    """Hash of a directory tree: relative paths, file modes (executable bit) and contents.
+
+    Timestamps and ownership are left out on purpose: a recipe copied elsewhere keeps its hash.
+    Names in ``exclude`` (top-level) are skipped, e.g. ``recipe.lock``.
+    """
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in exclude or "__pycache__" in rel.split("/"):
+            continue
+        if path.is_symlink():
+            h.update(f"L {rel} {os.readlink(path)}\n".encode())
+            continue
+        mode = "x" if os.access(path, os.X_OK) else "-"
+        h.update(f"F {rel} {mode} {sha256_file(path)}\n".encode())
+    return h.hexdigest()
