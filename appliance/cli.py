@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "appliance.images.cli",
     "appliance.runs.cli",
     "appliance.export.cli",
+    "appliance.qserv.cli",
 ]
 
 

@@ -12,6 +12,7 @@ from appliance.store import ContentStore
 
 class LocalFileResolver:
     schemes = ("file", "")
+    always_verify = True  # hashing a local file is cheap and it may have changed since the lock
 
     def __init__(self, base_dir: Path):
         self.base_dir = base_dir

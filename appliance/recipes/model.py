@@ -121,12 +121,16 @@ def validate(data: Any, source: str, node: yaml.Node | None = None) -> None:
     err = jsonschema.exceptions.best_match(errors) or errors[0]
     path = list(err.absolute_path)
     message = err.message
-    if err.validator == "additionalProperties":
-        message = f"{err.message}; allowed: {sorted(err.schema.get('properties', {}))}"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {})
+        extra = sorted(k for k in err.instance if k not in allowed)
+        path = [*path, extra[0]] if extra else path
+        message = f"unknown field(s) {extra}; allowed: {sorted(allowed)}"
     elif err.validator == "pattern" and err.schema.get("description"):
         message = f"{err.message}; expected {err.schema['description']}"
     elif err.validator == "not" and path and path[0] == "env":
-        message = f"'{path[-1]}' is fixed by the appliance for reproducibility and cannot be set"
+        path = [*path, err.instance]
+        message = f"'{err.instance}' is fixed by the appliance for reproducibility and cannot be set"
     raise RecipeError(source, message, line=_line_of(node, path), field=_dotted(path))
 
 

@@ -128,11 +128,14 @@ class Runner:
         for spec in recipe.inputs:
             locked = lock.input(spec.name)
             assert locked is not None
-            if self.store.has(locked.sha256):
+            resolver = registry.for_uri(spec.uri)
+            # Local files are re-hashed every time (cheap, and they may have been edited);
+            # remote inputs already in the store under their locked hash are not fetched again.
+            if self.store.has(locked.sha256) and not getattr(resolver, "always_verify", False):
                 obj = self.store.get(locked.sha256)
             else:
                 try:
-                    obj = registry.for_uri(spec.uri).fetch(spec.uri, self.store, locked.sha256)
+                    obj = resolver.fetch(spec.uri, self.store, locked.sha256)
                 except ChecksumMismatch as err:
                     raise ChecksumMismatch(
                         f"input '{spec.name}' ({spec.uri}) against recipe.lock", err.expected, err.actual

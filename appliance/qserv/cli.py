@@ -1,0 +1,331 @@
+"""``appliance qserv ...``: LSST catalogs to a partitioned, loaded and verified Qserv dataset."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+from appliance.qserv.errors import CatalogError
+
+FLOW = """\
+Typical flow (each step's output is the next step's input):
+  appliance qserv generate  --out field/                         # synthetic cluster field, afw FITS
+  appliance qserv convert   --director Object=field/Object.fits \\
+                            --child 'Source=field/Source_*.fits' --out conv/
+  appliance qserv partition --converted conv/ --out parts/       # chunk_<id>.txt, _overlap.txt
+  appliance qserv load      --converted conv/ --partitioned parts/ --socket /path/mysqld.sock
+  appliance qserv verify    --database cluster --socket ...      # reference vs. chunked: identical?
+  appliance qserv export    --database cluster --out cluster_field.fits --socket ...
+  appliance qserv ingest    --url http://repl-ctl:25081 --converted conv/ --partitioned parts/ --dry-run
+Database passwords come from $QSERV_MYSQL_PASSWORD, the Qserv ingest key from $QSERV_AUTH_KEY.
+"""
+
+
+def _emit(args, result) -> int:
+    if getattr(args, "json", False):
+        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(result.report())
+    return 0 if result.ok else 1
+
+
+def _db_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MariaDB connection (password from $QSERV_MYSQL_PASSWORD)")
+    g.add_argument("--host", default="127.0.0.1", help="server host (default 127.0.0.1)")
+    g.add_argument("--port", type=int, default=3306, help="server port (default 3306)")
+    g.add_argument("--socket", help="unix socket path; preferred over host/port when given")
+    g.add_argument("--user", default="root", help="user name (default root)")
+
+
+def _db(args):
+    from appliance.qserv.load import DbConfig
+
+    return DbConfig(host=args.host, port=args.port, user=args.user, unix_socket=args.socket)
+
+
+def _chunker_options(p: argparse.ArgumentParser) -> None:
+    from appliance.qserv.chunker import (
+        DEFAULT_NUM_STRIPES,
+        DEFAULT_NUM_SUB_STRIPES,
+        DEFAULT_OVERLAP,
+    )
+
+    g = p.add_argument_group("partitioning (must match the Qserv database's parameters)")
+    g.add_argument("--num-stripes", type=int, default=DEFAULT_NUM_STRIPES, help=f"declination stripes (default {DEFAULT_NUM_STRIPES})")
+    g.add_argument("--num-sub-stripes", type=int, default=DEFAULT_NUM_SUB_STRIPES, help=f"sub-stripes per stripe (default {DEFAULT_NUM_SUB_STRIPES})")
+    g.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help=f"overlap radius in deg (default {DEFAULT_OVERLAP} = 1 arcmin)")
+
+
+def _expand(spec: str, flag: str) -> tuple[str, list[str]]:
+    name, sep, pattern = spec.partition("=")
+    if not sep or not name or not pattern:
+        raise CatalogError(flag, f"expected TABLE=FILE_OR_GLOB, got '{spec}'")
+    files = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+    if not files:
+        raise CatalogError(pattern, f"no files match for table {name}")
+    return name, files
+
+
+def cmd_generate(args) -> int:
+    from appliance.qserv.generate import FieldSpec, write_field
+
+    spec = FieldSpec(
+        ra=args.ra, dec=args.dec, radius=args.radius, redshift=args.redshift, n_members=args.members,
+        n_background=args.background, n_stars=args.stars, visits_per_band=args.visits, seed=args.seed,
+    )
+    truth = write_field(spec, args.out)
+
+    class R:
+        ok = True
+
+        def to_json(self):
+            return {"ok": True, **{k: v for k, v in truth.items() if k != "member_ids"}, "n_members": len(truth["member_ids"])}
+
+        def report(self):
+            return (
+                f"wrote {truth['n_objects']} objects and {truth['n_sources']} sources "
+                f"({len(truth['source_files'])} visits) around RA {spec.ra} Dec {spec.dec}, z={spec.redshift} to {args.out}"
+            )
+
+    return _emit(args, R())
+
+
+def cmd_convert(args) -> int:
+    from appliance.qserv.convert import TableInput, convert_tables, parse_mapping
+
+    rename = dict(parse_mapping(args.rename))
+    name, files = _expand(args.director, "--director")
+    specs = [TableInput(name, files, args.format, rename, args.angle_unit)]
+    for child in args.child or []:
+        cname, cfiles = _expand(child, "--child")
+        specs.append(TableInput(cname, cfiles, args.format, rename, args.angle_unit, director=name, director_key=args.child_key))
+    res = convert_tables(args.database, specs, args.out, progress=not args.json)
+    return _emit(args, res)
+
+
+def cmd_partition(args) -> int:
+    from appliance.qserv.chunker import Chunker
+    from appliance.qserv.felis_schema import load_schema
+    from appliance.qserv.partition import partition_table
+
+    conv = Path(args.converted)
+    schema = load_schema(conv / "schema.yaml")
+    chunker = Chunker(args.num_stripes, args.num_sub_stripes, args.overlap)
+    ordered = [schema.director()] + [t for t in schema.tables if not t.is_director]
+    summaries = [
+        partition_table(conv / f"{t.name}.parquet", t, args.out, chunker, args.batch_rows, args.force, progress=not args.json)
+        for t in ordered
+    ]
+
+    class R:
+        ok = all(s.ok for s in summaries)
+
+        def to_json(self):
+            return {"ok": self.ok, "tables": [s.to_json() for s in summaries]}
+
+        def report(self):
+            return "\n".join(s.report() for s in summaries)
+
+    return _emit(args, R())
+
+
+def cmd_load(args) -> int:
+    from appliance.qserv.felis_schema import load_schema
+    from appliance.qserv.load import load_chunked, load_reference
+
+    schema = load_schema(Path(args.converted) / "schema.yaml")
+    db = _db(args)
+    results = []
+    if not args.chunked_only:
+        results.append(load_reference(db, schema, args.converted, args.database, progress=not args.json))
+    if not args.reference_only:
+        if not args.partitioned:
+            raise CatalogError("--partitioned", "needed for the chunked load (or use --reference-only)")
+        chunked = f"{args.database}_chunks" if args.database else None
+        results.append(load_chunked(db, schema, args.partitioned, chunked, progress=not args.json))
+
+    class R:
+        ok = all(r.ok for r in results)
+
+        def to_json(self):
+            return {"ok": self.ok, "loads": [r.to_json() for r in results]}
+
+        def report(self):
+            return "\n".join(r.report() for r in results)
+
+    return _emit(args, R())
+
+
+def _suite_params(args):
+    from appliance.qserv.verify import SuiteParams
+
+    return SuiteParams(ra=args.ra, dec=args.dec, cone_radius=args.cone_radius, pair_radius_arcsec=args.pair_radius)
+
+
+def cmd_verify(args) -> int:
+    from appliance.qserv.chunker import Chunker
+    from appliance.qserv.verify import run_suite
+
+    res = run_suite(
+        _db(args), args.database, args.chunked_database or f"{args.database}_chunks", _suite_params(args),
+        Chunker(args.num_stripes, args.num_sub_stripes, args.overlap), only=args.query,
+    )
+    return _emit(args, res)
+
+
+def cmd_export(args) -> int:
+    from appliance.qserv.export import cluster_field_sql, export_query
+    from appliance.qserv.felis_schema import load_schema
+
+    schema = load_schema(args.schema) if args.schema else None
+    sql = args.sql or cluster_field_sql("Object", args.ra, args.dec, args.radius)
+    meta = {"CLRA": args.ra, "CLDEC": args.dec, "RADIUS": args.radius} if not args.sql else {}
+    return _emit(args, export_query(_db(args), args.database, sql, args.out, schema, meta))
+
+
+def cmd_ingest(args) -> int:
+    from appliance.qserv.felis_schema import load_schema
+    from appliance.qserv.ingest import IngestClient, build_plan, run_ingest
+
+    schema = load_schema(Path(args.converted) / "schema.yaml")
+    plan = build_plan(schema, args.partitioned, args.database)
+    if args.dry_run:
+        return _emit(args, plan)
+    client = IngestClient(args.url, version=args.api_version)
+    out = run_ingest(client, plan, publish=not args.no_publish, progress=not args.json)
+
+    class R:
+        ok = True
+
+        def to_json(self):
+            return out
+
+        def report(self):
+            return f"ingested {out['files']} files in {out['chunks']} chunks, transaction {out['transaction_id']}"
+
+    return _emit(args, R())
+
+
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    q = subparsers.add_parser(
+        "qserv",
+        help="LSST catalogs -> Qserv: convert, partition, load, verify, export, ingest",
+        description="From LSST stack catalogs (afw FITS) to Qserv: Felis schema, Qserv's own chunking, "
+        "MariaDB reference and per-chunk tables, and a query suite that must give identical results.\n\n" + FLOW,
+        formatter_class=fmt,
+    )
+    sub = q.add_subparsers(dest="qserv_command", metavar="STEP")
+    sub.required = True
+
+    p = sub.add_parser("generate", help="write a synthetic galaxy-cluster field (afw FITS: Object + Source per visit)",
+                       description="Synthetic galaxy cluster at a known centre and redshift: red-sequence members, sheared "
+                       "background galaxies, stars, blends; ugriz PSF fluxes with errors (some NaN, flagged), shapes; "
+                       "an Object table and one Source table per visit, in the afw FITS layout. Also truth.json.", formatter_class=fmt)
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--ra", type=float, default=0.25, help="cluster centre RA deg (default 0.25: the field crosses RA 0)")
+    p.add_argument("--dec", type=float, default=-30.0, help="cluster centre Dec deg")
+    p.add_argument("--radius", type=float, default=0.4, help="field radius deg")
+    p.add_argument("--redshift", type=float, default=0.3)
+    p.add_argument("--members", type=int, default=400, help="cluster members")
+    p.add_argument("--background", type=int, default=6000, help="background (lensed) galaxies")
+    p.add_argument("--stars", type=int, default=300)
+    p.add_argument("--visits", type=int, default=2, help="visits per band (Source tables)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("convert", help="afw FITS / Parquet / FITS tables -> Parquet + Felis schema.yaml",
+                       description="Angles to degrees (RA in [0,360)), flags bits to named BOOLEAN columns, NaN/inf to NULL "
+                       "(counted), id -> <table>Id, strings to fixed CHAR. Writes <Table>.parquet and a Felis schema "
+                       "validated by lsst-felis (director = table without foreign key; RA/Dec by UCD).\n\n"
+                       "Example: convert --director Object=field/Object.fits --child 'Source=field/Source_*.fits' --out conv/",
+                       formatter_class=fmt)
+    p.add_argument("--director", required=True, metavar="TABLE=GLOB", help="the director table and its files")
+    p.add_argument("--child", action="append", metavar="TABLE=GLOB", help="a child table placed by its director key (repeatable)")
+    p.add_argument("--child-key", default="objectId", help="child column referencing the director's id (default objectId)")
+    p.add_argument("--format", choices=["afw", "parquet", "fits"], default="afw", help="input format (default afw)")
+    p.add_argument("--rename", action="append", metavar="OLD=NEW", help="column mapping for non-afw inputs, e.g. RA=coord_ra DEC=coord_dec id=objectId")
+    p.add_argument("--angle-unit", choices=["deg", "rad"], help="unit of coord_ra/coord_dec in non-afw inputs")
+    p.add_argument("--database", default="cluster", help="catalog (database) name for the schema (default cluster)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("partition", help="Qserv chunking: chunk_<id>.txt and chunk_<id>_overlap.txt per table",
+                       description="Assigns every row the chunkId/subChunkId Qserv's sph-partition would, writes the director's "
+                       "rows plus overlap rows and the children's rows (in their director's chunk) as CSV, streaming in "
+                       "batches. partition.json per table lists rows per chunk, empty chunks and overlap rows.", formatter_class=fmt)
+    p.add_argument("--converted", required=True, help="directory written by 'convert'")
+    p.add_argument("--out", required=True, help="output directory (one subdirectory per table)")
+    _chunker_options(p)
+    p.add_argument("--batch-rows", type=int, default=1_000_000, help="rows per batch: bounds memory (default 1e6)")
+    p.add_argument("--force", action="store_true", help="replace an existing partitioning")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_partition)
+
+    p = sub.add_parser("load", help="load the MariaDB reference tables and the per-chunk worker tables",
+                       description="Reference: database <db> with all rows (LOAD DATA LOCAL INFILE). Chunked: database "
+                       "<db>_chunks with <Table>_<chunk> and <Director>FullOverlap_<chunk>, as a Qserv worker holds them. "
+                       "Both databases are dropped and recreated. Any MariaDB warning fails the load.", formatter_class=fmt)
+    p.add_argument("--converted", required=True, help="directory written by 'convert'")
+    p.add_argument("--partitioned", help="directory written by 'partition'")
+    p.add_argument("--database", help="reference database name (default: the schema's name)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--reference-only", action="store_true")
+    g.add_argument("--chunked-only", action="store_true")
+    _db_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_load)
+
+    def suite_options(pp):
+        pp.add_argument("--ra", type=float, default=0.25, help="cluster centre RA deg")
+        pp.add_argument("--dec", type=float, default=-30.0, help="cluster centre Dec deg")
+
+    p = sub.add_parser("verify", help="run the query suite on reference and chunked tables; identical results required",
+                       description="Queries: row counts, Source counts per band, detections per band, cone search, red-sequence "
+                       "colour/magnitude cut, tangential-shear profile (exact DECIMAL sums), Object-Source join, "
+                       "near-neighbour pairs (needs the overlap tables). Exit 0 when identical, 1 with the differing rows.",
+                       formatter_class=fmt)
+    p.add_argument("--database", default="cluster", help="reference database (default cluster)")
+    p.add_argument("--chunked-database", help="default <database>_chunks")
+    suite_options(p)
+    p.add_argument("--cone-radius", type=float, default=0.1, help="cone radius deg (default 0.1)")
+    p.add_argument("--pair-radius", type=float, default=3.0, help="near-neighbour radius arcsec (default 3, must be < overlap)")
+    p.add_argument("--query", action="append", help="run only this query (repeatable)")
+    _chunker_options(p)
+    _db_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("export", help="write a query result as a FITS table (input for offline recipes)",
+                       description="Recipes run without network; this is how catalog data reaches them. Default query: the "
+                       "cluster field (ids, positions, ugriz fluxes, shapes, flags) within --radius of the centre.",
+                       formatter_class=fmt)
+    p.add_argument("--database", default="cluster")
+    p.add_argument("--out", required=True, help="FITS file to write")
+    suite_options(p)
+    p.add_argument("--radius", type=float, default=0.3, help="field radius deg (default 0.3)")
+    p.add_argument("--sql", help="a custom single SELECT instead of the cluster-field query")
+    p.add_argument("--schema", help="Felis schema.yaml: column units for the FITS header")
+    _db_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("ingest", help="push a partitioned catalog to a real Qserv via its ingest REST API",
+                       description="Register database and tables, start a transaction, allocate chunks, upload every chunk file "
+                       "to its worker (HTTP /ingest/csv), commit, publish. Never run against a real Qserv from this "
+                       "project's tests (there is none here): use --dry-run to see the plan.", formatter_class=fmt)
+    p.add_argument("--url", default="http://127.0.0.1:25081", help="Replication Controller base URL")
+    p.add_argument("--converted", required=True)
+    p.add_argument("--partitioned", required=True)
+    p.add_argument("--database", help="Qserv database name (default: the schema's name)")
+    p.add_argument("--api-version", type=int, help="ingest API version to send (omitted when not given)")
+    p.add_argument("--no-publish", action="store_true", help="commit but do not publish")
+    p.add_argument("--dry-run", action="store_true", help="print the requests that would be made")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)

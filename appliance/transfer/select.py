@@ -1,0 +1,85 @@
+"""Which backend serves a URL: by scheme and by what is installed, so callers never choose.
+
+Default order: for gsiftp/ftp, globus-url-copy moves the bytes (gfal2 for the rest; see
+``globus.py`` for why) when it is installed and a proxy is at hand; gfal2 for every scheme it
+speaks (when the Debian binding imports); the plain HTTP backend for http/https/dav/davs otherwise, the local backend for files. ``prefer`` overrides
+per scheme (e.g. ``{"davs": "http"}`` to use requests with Range resume instead of davix).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from appliance.transfer import gfal, globus
+from appliance.transfer.base import TransferBackend
+from appliance.transfer.credentials import Credentials
+from appliance.transfer.errors import UnsupportedURL
+from appliance.transfer.local import LocalBackend
+
+BACKEND_NAMES = ("gfal2", "globus", "http", "local")
+HTTP_SCHEMES = frozenset({"http", "https", "dav", "davs"})
+
+
+def scheme_of(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    return "" if len(scheme) <= 1 else scheme  # "C:" style or bare path -> local
+
+
+def is_local(url: str) -> bool:
+    return scheme_of(url) in ("", "file")
+
+
+class Backends:
+    """Creates each backend once and hands out the right one per URL."""
+
+    def __init__(self, credentials: Credentials | None = None,
+                 prefer: Mapping[str, str] | None = None, gfal_streams: int = 1):
+        self.credentials = credentials or Credentials()
+        self.prefer = {k.lower(): v for k, v in (prefer or {}).items()}
+        self.gfal_streams = gfal_streams
+        self._made: dict[str, TransferBackend] = {}
+        self._lock = threading.Lock()
+
+    def _make(self, name: str) -> TransferBackend:
+        if name == "globus":
+            self._make("gfal2")  # its namespace operations
+        with self._lock:
+            if name not in self._made:
+                if name == "gfal2":
+                    self._made[name] = gfal.GfalBackend(self.credentials, streams=self.gfal_streams)
+                elif name == "globus":
+                    self._made[name] = globus.GlobusBackend(
+                        self.credentials, self.gfal_streams, namespace=self._made.get("gfal2"))
+                elif name == "http":
+                    from appliance.transfer.http import HttpBackend  # requests: only when used
+
+                    self._made[name] = HttpBackend(self.credentials)
+                elif name == "local":
+                    self._made[name] = LocalBackend(self.credentials)
+                else:
+                    raise ValueError(f"unknown transfer backend {name!r} (known: {BACKEND_NAMES})")
+            return self._made[name]
+
+    def name_for(self, url: str) -> str:
+        scheme = scheme_of(url)
+        if scheme in ("", "file"):
+            return "local"
+        wanted = self.prefer.get(scheme) or self.prefer.get("*")
+        if wanted and wanted != "auto":
+            if wanted == "gfal2" and not gfal.available():
+                raise UnsupportedURL(url, "backend gfal2 requested but python3-gfal2 is not installed")
+            return wanted
+        if (scheme in globus.GlobusBackend.schemes and gfal.available() and globus.available()
+                and self.credentials.proxy):
+            return "globus"
+        if gfal.available() and scheme in gfal.GfalBackend.schemes:
+            return "gfal2"
+        if scheme in HTTP_SCHEMES:
+            return "http"
+        raise UnsupportedURL(url, f"no transfer backend for {scheme}:// here"
+                             + ("" if gfal.available() else " (gfal2 is not installed)"))
+
+    def for_url(self, url: str) -> TransferBackend:
+        return self._make(self.name_for(url))

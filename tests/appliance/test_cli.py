@@ -1,0 +1,35 @@
+"""CLI contract: one-line errors with meaningful exit codes, --help that teaches, --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+
+
+def test_bad_recipe_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "recipe.yaml").write_text("name: x\nimage: pipeline\ncommand: []\n")
+    assert main(["check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "recipe.yaml:3" in err and "command" in err
+
+
+def test_help_mentions_exit_codes(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "network none" in out and "Exit codes" in out
+
+
+def test_images_list_json(capsys) -> None:
+    assert main(["images", "list", "--json"]) == 0
+    ids = json.loads(capsys.readouterr().out)
+    assert ids["base"].startswith("sha256:") and ids["pipeline"].startswith("sha256:")
+
+
+def test_unknown_run(tmp_path: Path, capsys) -> None:
+    assert main(["runs", "show", "nope", "--home", str(tmp_path)]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err

@@ -1,0 +1,44 @@
+"""The content-addressed store never exposes a wrong or partial object."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ChecksumMismatch
+from appliance.hashing import adler32_file, sha256_bytes
+from appliance.store import ContentStore
+
+
+def test_add_and_dedupe(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "s")
+    (tmp_path / "f").write_bytes(b"data")
+    a = store.add_file(tmp_path / "f")
+    b = store.add_bytes(b"data")
+    assert a == b and a.sha256 == sha256_bytes(b"data") and store.has(a.sha256)
+    assert a.path.stat().st_mode & 0o777 == 0o444
+
+
+def test_mismatch_leaves_nothing(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "s")
+    (tmp_path / "f").write_bytes(b"data")
+    with pytest.raises(ChecksumMismatch) as err:
+        store.add_file(tmp_path / "f", expected_sha256="0" * 64)
+    assert str(tmp_path / "f") in str(err.value)
+    assert not store.has("0" * 64) and not store.has(sha256_bytes(b"data"))
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_writer_error_leaves_nothing(tmp_path: Path) -> None:
+    store = ContentStore(tmp_path / "s")
+    with pytest.raises(RuntimeError), store.writer() as w:
+        w.write(b"partial")
+        raise RuntimeError("connection lost")
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert not store.has(sha256_bytes(b"partial"))
+
+
+def test_adler32_format(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    assert adler32_file(tmp_path / "f") == "00000001"
