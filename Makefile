@@ -48,6 +48,8 @@ $(VENV)/.installed: pyproject.toml
 	[ -x $(PY) ] || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	# byte-compile the project once (the editable install is not), so CLI start-up stays fast
+	$(PY) -m compileall -q appliance archive >/dev/null
 	# Expose only Debian's gfal2 binding to the venv (the PyPI sdist does not build against gfal2 2.21).
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	mkdir -p $(VENV)/debian-gfal2

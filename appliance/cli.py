@@ -15,15 +15,17 @@ import sys
 from appliance import __version__
 from appliance.errors import ApplianceError
 
-COMMAND_MODULES = [
-    "appliance.images.cli",
-    "appliance.runs.cli",
-    "appliance.export.cli",
-    "appliance.qserv.cli",
-]
+# module -> the top-level commands it registers. Only the module owning the command on the
+# command line is imported (keeps `appliance run` on a cache hit fast); --help imports all.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "appliance.images.cli": ("images",),
+    "appliance.runs.cli": ("check", "lock", "run", "replay", "runs"),
+    "appliance.export.cli": ("export", "import"),
+    "appliance.qserv.cli": ("qserv",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
         description=(
@@ -36,13 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in COMMAND_MODULES:
+    words = [a for a in (argv or []) if not a.startswith("-")]
+    wanted = [m for m, cmds in COMMAND_MODULES.items() if words and words[0] in cmds]
+    for name in wanted or COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

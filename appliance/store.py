@@ -85,6 +85,9 @@ class ContentStore:
         return w.result  # type: ignore[attr-defined]
 
     def add_bytes(self, data: bytes) -> StoredObject:
+        digest = hashlib.sha256(data).hexdigest()
+        if self.has(digest):  # already stored: no temp file, no fsync
+            return self.get(digest)
         with self.writer() as w:
             w.write(data)
         return w.result  # type: ignore[attr-defined]

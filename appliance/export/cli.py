@@ -8,10 +8,7 @@ from pathlib import Path
 
 from appliance.config import Settings
 from appliance.errors import ConfigError
-from appliance.export.bundle import export_bundle, import_bundle
-from appliance.export.rocrate_export import export_rocrate
 from appliance.runs.record import RunStore
-from appliance.runtimes import get_runtime
 from appliance.store import ContentStore
 
 
@@ -42,6 +39,10 @@ def _parts(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _export(args: argparse.Namespace) -> int:
+    from appliance.export.bundle import export_bundle
+    from appliance.export.rocrate_export import export_rocrate
+    from appliance.runtimes import get_runtime
+
     if not args.ro_crate and not args.bundle:
         raise ConfigError("export: give --ro-crate DIR and/or --bundle FILE.tar")
     settings, store, runs = _parts(args)
@@ -54,6 +55,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from appliance.export.bundle import import_bundle
+    from appliance.runtimes import get_runtime
+
     settings, store, runs = _parts(args)
     record = import_bundle(args.bundle, store, runs, get_runtime(settings.runtime))
     if args.json:

@@ -1,4 +1,8 @@
-"""``appliance images build|ensure|verify|save|load|list``."""
+"""``appliance images build|ensure|verify|save|load|list``.
+
+Heavy modules (the Docker SDK) are imported inside the commands that need them, so that
+`appliance --help` and a cache hit stay fast.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from pathlib import Path
 
 from appliance.config import Settings
 from appliance.images.lock import ImagesLock
-from appliance.images.manage import ImageManager, checks_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _checks(args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped-def]
+    from appliance.images.manage import ImageManager, checks_json
+
     checks = action(ImageManager(Settings.load()))
     if args.json:
         print(checks_json(checks))
@@ -63,12 +68,16 @@ def _checks(args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped
 
 
 def _save(args: argparse.Namespace) -> int:
+    from appliance.images.manage import ImageManager
+
     paths = ImageManager(Settings.load()).save(args.names or None, args.output_dir)
     print(json.dumps([str(p) for p in paths]) if args.json else "\n".join(map(str, paths)))
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
+    from appliance.images.manage import ImageManager
+
     m = ImageManager(Settings.load())
     ids = [i for t in args.tars for i in m.runtime.load_image(t)]
     print(json.dumps(ids) if args.json else "\n".join(ids))

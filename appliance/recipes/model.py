@@ -6,7 +6,9 @@ the offending node, so the user reads ``recipe.yaml:12: field 'outputs[0].compar
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,7 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from appliance.errors import RecipeError
@@ -22,6 +23,8 @@ from appliance.errors import RecipeError
 RECIPE_FILE = "recipe.yaml"
 LOCK_FILE = "recipe.lock"
 DEFAULT_SOURCE_DATE_EPOCH = 1700000000
+# libyaml's loader when PyYAML has it (faster start-up of every command that reads a recipe)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -113,7 +116,18 @@ def _dotted(path: list[Any]) -> str:
     return out or "(top level)"
 
 
+def _validated_marker(text: str) -> Path:
+    """Validation is a pure function of the recipe text and the schema: remember successes, so a
+    cache-hit run does not pay for importing jsonschema."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "validated"
+    schema_text = resources.files("appliance.recipes").joinpath("recipe.schema.json").read_bytes()
+    key = hashlib.sha256(schema_text + b"\0" + text.encode()).hexdigest()
+    return cache / key
+
+
 def validate(data: Any, source: str, node: yaml.Node | None = None) -> None:
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if not errors:
@@ -143,13 +157,17 @@ def load_recipe(directory: str | Path) -> Recipe:
         raise RecipeError(str(path), "no recipe.yaml here (a recipe is a directory with recipe.yaml)")
     text = path.read_text()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+        data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise RecipeError(str(path), f"not valid YAML: {getattr(err, 'problem', err)}",
                           line=mark.line + 1 if mark else None) from err
-    validate(data, str(path), node)
+    marker = _validated_marker(text)
+    if not marker.exists():
+        validate(data, str(path), node)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     params = dict(data.get("params") or {})
     known = set(params) | {"seed"}
     for i, arg in enumerate(data["command"]):

@@ -10,7 +10,6 @@ from pathlib import Path
 from appliance.config import Settings
 from appliance.errors import NotReproduced
 from appliance.recipes.model import load_recipe
-from appliance.runs.replay import replay
 from appliance.runs.runner import Runner
 
 
@@ -123,6 +122,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from appliance.runs.replay import replay
+
     verdict, new = replay(_runner(args), args.run_id)
     print(verdict.to_json() if args.json else verdict.report())
     if not verdict.ok:

@@ -243,7 +243,8 @@ class Runner:
             self.runs.save(record)
             with contextlib.suppress(OSError):
                 shutil.rmtree(work)
-        self.runs.remember(p.key, run_id)
+        if replay_of is None:  # the cache points at original runs, never at their replays
+            self.runs.remember(p.key, run_id)
         return RunOutcome(record)
 
     def _collect(self, recipe: Recipe, out_dir: Path, run_id: str) -> list[FileEntry]:

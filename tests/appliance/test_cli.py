@@ -20,7 +20,7 @@ def test_bad_recipe_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
 def test_help_mentions_exit_codes(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--help"])
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "network none" in out and "Exit codes" in out
 
 
