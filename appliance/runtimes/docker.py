@@ -31,9 +31,9 @@ def _import_docker_sdk():  # type: ignore[no-untyped-def]
 
 docker = _import_docker_sdk()
 
-from appliance.errors import EngineUnavailable, ImageMissing
-from appliance.fsutil import atomic_open
-from appliance.runtimes.base import ContainerResult, ContainerSpec
+from appliance.errors import EngineUnavailable, ImageMissing  # noqa: E402
+from appliance.fsutil import atomic_open  # noqa: E402
+from appliance.runtimes.base import ContainerResult, ContainerSpec  # noqa: E402
 
 
 def docker_client() -> docker.DockerClient:

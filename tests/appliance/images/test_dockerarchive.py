@@ -6,8 +6,8 @@ import tarfile
 from pathlib import Path
 
 from appliance.images.dockerarchive import write_docker_archive
-from appliance.images.manage import compare, package_changes
 from appliance.images.lock import LockedImage
+from appliance.images.manage import compare, package_changes
 from appliance.images.spec import load_spec
 
 
