@@ -4,7 +4,7 @@ No registry is involved. A base is an mmdebstrap rootfs tar (bit-identical for t
 set under SOURCE_DATE_EPOCH) loaded through a docker-archive we write ourselves, so its image ID
 is reproducible too. A derived image is ``docker build`` FROM the base's image ID; its layer is
 normalised by the Dockerfile (timestamps clamped, logs removed) so that its diff ID can repeat,
-while its image ID carries the engine's build time and will not.
+and its layers are re-packed with a canonical config, so its image ID can repeat as well.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 from appliance.errors import ApplianceError, ConfigError
 from appliance.hashing import sha256_file
 from appliance.images.aptsources import debian_sources_for
-from appliance.images.dockerarchive import write_docker_archive
+from appliance.images.dockerarchive import read_docker_archive, write_docker_archive
 from appliance.images.lock import LockedImage
 from appliance.images.spec import ImageSpec
 from appliance.runtimes.docker import DockerRuntime
@@ -85,9 +86,10 @@ def build_base(spec: ImageSpec, build_dir: Path, runtime: DockerRuntime) -> Buil
     rootfs_sha = sha256_file(rootfs)
     archive = build_dir / f"{spec.name}.docker-archive.tar"
     image_id = write_docker_archive(
-        rootfs, archive, repo_tag=f"{spec.tag}:rootfs-{rootfs_sha[:12]}",
-        created_epoch=spec.source_date_epoch, env=list(spec.env), cmd=list(spec.cmd),
-        created_by=f"mmdebstrap {spec.variant} {spec.suite} +{','.join(spec.packages)}",
+        [rootfs], archive, repo_tag=f"{spec.tag}:rootfs-{rootfs_sha[:12]}",
+        created_epoch=spec.source_date_epoch,
+        container_config={"Env": list(spec.env), "Cmd": list(spec.cmd)},
+        created_by=[f"mmdebstrap {spec.variant} {spec.suite} +{','.join(spec.packages)}"],
         architecture=spec.architecture,
     )
     loaded = runtime.load_image(archive)
@@ -103,9 +105,12 @@ def build_base(spec: ImageSpec, build_dir: Path, runtime: DockerRuntime) -> Buil
     )
 
 
-def build_derived(spec: ImageSpec, base: LockedImage, runtime: DockerRuntime, nocache: bool = False) -> BuiltImage:
+def build_derived(spec: ImageSpec, base: LockedImage, runtime: DockerRuntime, build_dir: Path,
+                  nocache: bool = False) -> BuiltImage:
+    """``docker build`` FROM the base's ID, then re-pack the layers with a canonical config so the
+    image ID depends only on the layer contents (the builder's own config carries its build time)."""
     api = runtime.client.api
-    image_id = None
+    built_id = None
     logs: list[str] = []
     for event in api.build(
         path=str(spec.directory), buildargs={"BASE_IMAGE": base.image_id,
@@ -121,18 +126,37 @@ def build_derived(spec: ImageSpec, base: LockedImage, runtime: DockerRuntime, no
                 + "".join(logs[-15:])
             )
         if "aux" in event and "ID" in event["aux"]:
-            image_id = event["aux"]["ID"]
-    if not image_id:
+            built_id = event["aux"]["ID"]
+    if not built_id:
         raise ImageBuildError(f"docker build of {spec.directory} reported no image ID")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    definition = spec.definition_hash()
+    with tempfile.TemporaryDirectory(dir=build_dir) as tmp:
+        saved = Path(tmp) / "built.tar"
+        runtime.save_image(built_id, saved)
+        layers, built_config = read_docker_archive(saved, Path(tmp) / "layers")
+        cc = built_config.get("config") or {}
+        assert isinstance(cc, dict)
+        keep = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Labels", "ExposedPorts", "Volumes")
+        inherited = len(base.diff_ids)
+        created_by = [f"{base.tag} layer {i}" if i < inherited else f"{spec.tag}: Dockerfile {definition[:12]}"
+                      for i in range(len(layers))]
+        archive = build_dir / f"{spec.name}.docker-archive.tar"
+        tag = f"{spec.tag}:{definition[:12]}"
+        image_id = write_docker_archive(
+            layers, archive, repo_tag=tag, created_epoch=spec.source_date_epoch,
+            container_config={k: cc[k] for k in keep if cc.get(k)}, created_by=created_by,
+        )
+    loaded = runtime.load_image(archive)
+    if image_id not in loaded:
+        raise ImageBuildError(f"docker load of {archive} gave {loaded}, expected {image_id}")
+    if built_id != image_id:
+        runtime.remove_image(built_id)
     info = runtime.image_info(image_id)
-    tag = f"{spec.tag}:{image_id.removeprefix('sha256:')[:12]}"
-    repo, _, version = tag.partition(":")
-    runtime.client.images.get(image_id).tag(repo, version)
     return BuiltImage(LockedImage(
         name=spec.name, builder=spec.builder, image_id=image_id, diff_ids=list(info["diff_ids"]),  # type: ignore[arg-type]
-        definition_sha256=spec.definition_hash(), tag=tag, base_image_id=base.image_id,
-        built_at=_now(),
-    ))
+        definition_sha256=definition, tag=tag, base_image_id=base.image_id, built_at=_now(),
+    ), archive)
 
 
 def _now() -> str:

@@ -94,7 +94,7 @@ class ImageManager:
         if spec.builder == "mmdebstrap":
             check_tools()
             return build_base(spec, self.build_dir, self.runtime).locked
-        return build_derived(spec, lock.get(spec.base or ""), self.runtime, nocache=nocache).locked
+        return build_derived(spec, lock.get(spec.base or ""), self.runtime, self.build_dir, nocache=nocache).locked
 
     def ensure(self, names: list[str] | None = None, force: bool = False) -> list[ImageCheck]:
         """Make every (named) image present; rebuild when missing, changed, or its base changed."""
@@ -136,7 +136,8 @@ class ImageManager:
                 check_tools()
                 built = build_base(spec, self.build_dir / "verify", self.runtime).locked
             else:
-                built = build_derived(spec, lock.get(spec.base or ""), self.runtime, nocache=True).locked
+                built = build_derived(spec, lock.get(spec.base or ""), self.runtime, self.build_dir / "verify",
+                                      nocache=True).locked
             checks.append(compare(spec, locked, built))
         return checks
 

@@ -112,6 +112,10 @@ class Runner:
                 raise ChecksumMismatch(f"input '{spec.name}' ({spec.uri})", spec.sha256, got.sha256)
             locked.append(LockedInput(spec.name, spec.uri, got.sha256, got.size))
         lock = RecipeLock(recipe=recipe.name, image_ref=recipe.image, image_id=image_id, inputs=locked)
+        previous = RecipeLock.load(recipe.directory)
+        if previous is not None and (previous.image_ref, previous.image_id, previous.inputs) == (
+                lock.image_ref, lock.image_id, lock.inputs):
+            return previous  # unchanged: keep the file (and its locked_at) as it is
         lock.save(recipe.directory)
         return lock
 

@@ -21,11 +21,12 @@ def make_rootfs(path: Path, content: bytes) -> Path:
 
 def test_image_id_deterministic(tmp_path: Path) -> None:
     rootfs = make_rootfs(tmp_path / "r.tar", b"hi\n")
-    args = dict(repo_tag="t/x:1", created_epoch=1700000000, env=["A=1"], cmd=["/bin/sh"], created_by="test")
-    id1 = write_docker_archive(rootfs, tmp_path / "a.tar", **args)
-    id2 = write_docker_archive(rootfs, tmp_path / "b.tar", **args)
+    args = dict(repo_tag="t/x:1", created_epoch=1700000000,
+                container_config={"Env": ["A=1"], "Cmd": ["/bin/sh"]}, created_by=["test"])
+    id1 = write_docker_archive([rootfs], tmp_path / "a.tar", **args)
+    id2 = write_docker_archive([rootfs], tmp_path / "b.tar", **args)
     assert id1 == id2 and (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
-    other = write_docker_archive(make_rootfs(tmp_path / "r2.tar", b"ho\n"), tmp_path / "c.tar", **args)
+    other = write_docker_archive([make_rootfs(tmp_path / "r2.tar", b"ho\n")], tmp_path / "c.tar", **args)
     assert other != id1
     with tarfile.open(tmp_path / "a.tar") as tar:
         manifest = json.loads(tar.extractfile("manifest.json").read())

@@ -163,3 +163,14 @@ def test_podman_runtime_gives_the_same_outputs(settings, podman_ready, tmp_path:
     podman = quiet_runner(settings, runtime=PodmanRuntime()).run(d, force=True).record
     assert podman.runtime["runtime"] == "podman" and podman.state == "succeeded"
     assert [o.sha256 for o in podman.outputs] == [o.sha256 for o in docker_out.outputs]
+
+
+def test_missing_engine_is_a_clear_error(settings, tmp_path: Path, monkeypatch) -> None:
+    from appliance.errors import EngineUnavailable
+
+    d = write_recipe(tmp_path / "noengine", {"name": "noengine", "image": "sha256:" + "1" * 64,
+                                             "command": ["true"]})
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    with pytest.raises(EngineUnavailable, match="no Docker engine answers"):
+        quiet_runner(settings).run(d)
+    assert cli(["run", str(d), "--home", str(settings.home), "-q"]) == 3
