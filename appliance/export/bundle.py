@@ -8,11 +8,14 @@ registered; objects enter the store only through its hash-checking writer.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 import tempfile
 from pathlib import Path
+
+from tqdm import tqdm
 
 from appliance.errors import ApplianceError, ChecksumMismatch, ImageMissing
 from appliance.fsutil import atomic_open
@@ -48,15 +51,13 @@ def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRunt
         with atomic_open(dest, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2).encode())
             _add_bytes(tar, "record.json", record_bytes)
-            tar.add(image_tar, arcname="image.tar")
-            for o in sorted(objects):
-                tar.add(store.path_of(o), arcname=f"objects/{o}")
+            members = [(image_tar, "image.tar")] + [(store.path_of(o), f"objects/{o}") for o in sorted(objects)]
+            for path, arcname in tqdm(members, desc="bundle", unit="file", leave=False):
+                tar.add(path, arcname=arcname)
     return dest
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 
@@ -79,7 +80,7 @@ def import_bundle(src: Path, store: ContentStore, runs: RunStore, runtime: Conta
         if _sha(record_bytes) != members["record.json"]:
             raise ChecksumMismatch(f"{src}:record.json", members["record.json"], _sha(record_bytes))
         record = RunRecord.from_dict(json.loads(record_bytes))
-        for member in tar:
+        for member in tqdm(tar, desc="import", unit="member", leave=False):
             name = member.name
             if name.startswith("objects/"):
                 expected = name.split("/", 1)[1]

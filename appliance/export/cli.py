@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--bundle", type=Path, metavar="FILE.tar")
     q.add_argument("--home", type=Path)
     q.add_argument("--runtime", choices=["docker", "podman"])
+    q.add_argument("--json", action="store_true", help="print the written paths as JSON")
     q.set_defaults(func=_export)
     q = sub.add_parser("import", help="import a bundle: image, objects and run record (verified)")
     q.add_argument("bundle", type=Path)
@@ -47,10 +48,16 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError("export: give --ro-crate DIR and/or --bundle FILE.tar")
     settings, store, runs = _parts(args)
     record = runs.load(args.run_id)
+    written: dict[str, str] = {}
     if args.ro_crate:
-        print(f"RO-Crate: {export_rocrate(record, runs, store, args.ro_crate)}")
+        written["ro_crate"] = str(export_rocrate(record, runs, store, args.ro_crate))
     if args.bundle:
-        print(f"bundle: {export_bundle(record, store, get_runtime(settings.runtime), args.bundle)}")
+        written["bundle"] = str(export_bundle(record, store, get_runtime(settings.runtime), args.bundle))
+    if args.json:
+        print(json.dumps({"run_id": record.run_id, **written}))
+    else:
+        for kind, path in written.items():
+            print(f"{kind}: {path}")
     return 0
 
 
