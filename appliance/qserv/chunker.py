@@ -85,6 +85,7 @@ class Locations:
 
     ``overlap_row[i]`` is the input row index of overlap location ``i``; a row appears in the
     overlap of every sub-chunk (of its own or a neighbouring chunk) whose overlap region holds it.
+    Overlap locations are grouped by kind (below, above, west, east), not sorted by row.
     """
 
     chunk_id: np.ndarray  # int32, one per input row
@@ -261,8 +262,6 @@ class Chunker:
             o_rows = np.concatenate(rows)
             o_chunks = np.concatenate(chunks)
             o_subs = np.concatenate(subs)
-            order = np.argsort(o_rows, kind="stable")
-            o_rows, o_chunks, o_subs = o_rows[order], o_chunks[order], o_subs[order]
         else:
             o_rows = np.empty(0, np.int64)
             o_chunks = o_subs = np.empty(0, np.int64)

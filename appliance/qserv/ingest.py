@@ -69,6 +69,7 @@ class IngestPlan:
     database: dict
     tables: list[dict]
     uploads: list[dict] = field(default_factory=list)  # {table, chunk, overlap, path}
+    ok = True  # a plan is always well-formed; the server decides the rest
 
     def to_json(self) -> dict:
         return {"ok": True, "database": self.database, "tables": self.tables, "uploads": self.uploads}
@@ -140,6 +141,8 @@ class IngestClient:
 
     def allocate_chunk(self, transaction_id: int, chunk: int) -> dict:
         body = self._call("POST", "/ingest/chunk", {"transaction_id": transaction_id, "chunk": chunk})
+        if "location" not in body:
+            raise IngestError(self.base + "/ingest/chunk", f"no worker location for chunk {chunk}")
         return body["location"]
 
     def upload_csv(self, location: dict, transaction_id: int, table: str, chunk: int, overlap: bool, path: str | Path) -> dict:

@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from appliance.qserv.errors import DatabaseError
@@ -148,8 +149,6 @@ def load_reference(db: DbConfig, schema: CatalogSchema, converted_dir: str | Pat
                 pf = pq.ParquetFile(str(Path(converted_dir) / f"{table.name}.parquet"))
                 res.tables[table.name] = 0
                 for i, batch in enumerate(tqdm(pf.iter_batches(batch_size=500_000), desc=f"load {table.name}", disable=not progress)):
-                    import pyarrow as pa
-
                     csv = Path(tmp) / f"{table.name}_{i}.csv"
                     csv.write_bytes(_csv_bytes(pa.Table.from_batches([batch])))
                     n, w = _load_file(cur, csv, table.name, table.column_names())

@@ -9,9 +9,11 @@ objectId index (Qserv's "secondary" or director index), and child tables have no
 Files are CSV without header, ``\\N`` for NULL, booleans as 0/1, with ``chunkId`` and
 ``subChunkId`` appended as the last two fields; ``partition.json`` lists the columns.
 
-Memory is bounded by the batch size (default 1e6 rows) plus the director index (16 bytes per
-director row, needed to place child rows). Output is built in ``<Table>.partitioning/`` and renamed
-to ``<Table>/`` when complete, so a half-partitioned table never looks finished.
+Memory is bounded by the batch size (default 1e6 rows); the director index that places child
+rows (id and packed chunk/sub-chunk, 16 bytes per director row) is a memory-mapped file, and
+sorting it needs a transient 8 bytes per director row. Output is built in
+``<Table>.partitioning/`` and renamed to ``<Table>/`` when complete, so a half-partitioned table
+never looks finished.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import resource
 import shutil
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +37,9 @@ from appliance.qserv.chunker import Chunker
 from appliance.qserv.errors import CatalogError
 from appliance.qserv.felis_schema import TableSchema
 
-INDEX_FILE = "director_index.npz"
+INDEX_IDS = "director_index_ids.npy"  # sorted director ids (int64)
+INDEX_LOC = "director_index_loc.npy"  # chunkId << 32 | subChunkId, in the same order (int64)
+INDEX_BLOCK = 4_000_000
 SUMMARY_FILE = "partition.json"
 
 
@@ -120,12 +125,35 @@ class _Footprint:
         ext = np.concatenate([occupied, occupied[:1] + 360])
         gaps = np.diff(ext)
         k = int(np.argmax(gaps))
-        ra_lo, ra_hi = float(ext[k + 1] % 360), float(ext[k] + 1)
-        lon = sg.NormalizedAngleInterval.fromDegrees(ra_lo, ra_hi)
+        if gaps[k] <= 1:  # every RA degree occupied
+            lon = sg.NormalizedAngleInterval.full()
+        else:
+            lon = sg.NormalizedAngleInterval.fromDegrees(float(ext[k + 1] % 360), float(ext[k] + 1))
         lat = sg.AngleInterval.fromDegrees(self.dec_min, self.dec_max)
         box = sg.Box(lon, lat)
         sgc = sg.Chunker(chunker.num_stripes, chunker.num_sub_stripes)
         return sorted(int(c) for c in sgc.getChunksIntersecting(box))
+
+
+class _Outputs:
+    """Append-mode chunk files kept open across batches (LRU, bounded): opening is the slow part."""
+
+    def __init__(self, directory: Path, max_open: int = 256):
+        self.directory, self.max_open = directory, max_open
+        self.open: OrderedDict[str, object] = OrderedDict()
+
+    def write(self, name: str, data) -> None:
+        fh = self.open.pop(name, None)
+        if fh is None:
+            if len(self.open) >= self.max_open:
+                self.open.popitem(last=False)[1].close()  # type: ignore[attr-defined]
+            fh = open(self.directory / name, "ab")  # noqa: SIM115 - closed by close()/eviction
+        self.open[name] = fh
+        fh.write(data)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        while self.open:
+            self.open.popitem()[1].close()  # type: ignore[attr-defined]
 
 
 def _csv_bytes(table: pa.Table) -> bytes:
@@ -141,7 +169,7 @@ def _csv_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _append_by_chunk(table: pa.Table, chunk: np.ndarray, sub: np.ndarray, out: Path, suffix: str, counts: dict, key: str) -> None:
+def _append_by_chunk(table: pa.Table, chunk: np.ndarray, sub: np.ndarray, out: _Outputs, suffix: str, counts: dict, key: str) -> None:
     """Sort rows by chunk, render them as CSV once, and append each chunk's slice to its file."""
     if table.num_rows == 0:
         return
@@ -157,8 +185,7 @@ def _append_by_chunk(table: pa.Table, chunk: np.ndarray, sub: np.ndarray, out: P
     for cid, f0, cnt in zip(ids.tolist(), first.tolist(), n.tolist(), strict=True):
         start = 0 if f0 == 0 else int(ends[f0 - 1])
         stop = int(ends[f0 + cnt - 1])
-        with open(out / f"chunk_{cid}{suffix}.txt", "ab") as fh:
-            fh.write(view[start:stop])
+        out.write(f"chunk_{cid}{suffix}.txt", view[start:stop])
         entry = counts.setdefault(cid, {"rows": 0, "overlap_rows": 0})
         entry[key] += cnt
 
@@ -193,65 +220,98 @@ def partition_table(
     summary.director = table.director
     index = None
     if table.director:
-        index_path = out_root / table.director / INDEX_FILE
+        index_path = out_root / table.director / INDEX_IDS
         if not index_path.exists():
             raise CatalogError(str(index_path), f"partition the director table {table.director} first")
-        with np.load(index_path) as z:
-            index = (z["ids"], z["chunk"], z["sub"])
+        index = (np.load(index_path, mmap_mode="r"), np.load(out_root / table.director / INDEX_LOC, mmap_mode="r"))
         key = table.director_key
     else:
         if not (table.ra and table.dec):
             raise CatalogError(str(parquet_path), "director table needs RA/Dec columns")
-        ids_parts, chunk_parts, sub_parts = [], [], []
+        n_total = pf.metadata.num_rows
+        if n_total == 0:
+            raise CatalogError(str(parquet_path), "the director table has no rows")
+        # Unsorted index on disk (memory-mapped), filled batch by batch, sorted at the end.
+        raw_ids = np.lib.format.open_memmap(work / "unsorted_ids.npy", "w+", np.int64, (n_total,))
+        raw_loc = np.lib.format.open_memmap(work / "unsorted_loc.npy", "w+", np.int64, (n_total,))
     footprint = _Footprint()
+    outputs = _Outputs(work)
     bar = tqdm(total=pf.metadata.num_rows, desc=f"partition {table.name}", unit="row", unit_scale=True, disable=not progress)
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        t = pa.Table.from_batches([batch])
-        if index is None:
-            ra = t.column(table.ra).to_numpy()
-            dec = t.column(table.dec).to_numpy()
-            try:
-                loc = chunker.locate_all(ra, dec)
-            except ValueError as err:
-                raise CatalogError(str(parquet_path), str(err), table.ra) from err
-            footprint.add(ra, dec)
-            _append_by_chunk(t, loc.chunk_id, loc.sub_chunk_id, work, "", summary.chunks, "rows")
-            if loc.overlap_row.size:
-                ov = t.take(pa.array(loc.overlap_row))
-                _append_by_chunk(ov, loc.overlap_chunk_id, loc.overlap_sub_chunk_id, work, "_overlap", summary.chunks, "overlap_rows")
-            summary.overlap_rows += int(loc.overlap_row.size)
-            ids_parts.append(t.column(table.primary_key).to_numpy())
-            chunk_parts.append(loc.chunk_id)
-            sub_parts.append(loc.sub_chunk_id)
-        else:
-            ids = t.column(key).to_numpy()
-            pos = np.searchsorted(index[0], ids)
-            pos_c = np.minimum(pos, index[0].size - 1)
-            found = (index[0].size > 0) & (index[0][pos_c] == ids)
-            summary.orphan_rows += int((~found).sum())
-            keep = np.nonzero(found)[0]
-            if keep.size != ids.size:
-                t = t.take(pa.array(keep))
-                pos_c = pos_c[keep]
-            _append_by_chunk(t, index[1][pos_c], index[2][pos_c], work, "", summary.chunks, "rows")
-        summary.rows += batch.num_rows
-        bar.update(batch.num_rows)
-    bar.close()
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            t = pa.Table.from_batches([batch])
+            if index is None:
+                ra = t.column(table.ra).to_numpy()
+                dec = t.column(table.dec).to_numpy()
+                try:
+                    loc = chunker.locate_all(ra, dec)
+                except ValueError as err:
+                    raise CatalogError(str(parquet_path), str(err), table.ra) from err
+                footprint.add(ra, dec)
+                _append_by_chunk(t, loc.chunk_id, loc.sub_chunk_id, outputs, "", summary.chunks, "rows")
+                if loc.overlap_row.size:
+                    ov = t.take(pa.array(loc.overlap_row))
+                    _append_by_chunk(ov, loc.overlap_chunk_id, loc.overlap_sub_chunk_id, outputs, "_overlap", summary.chunks, "overlap_rows")
+                summary.overlap_rows += int(loc.overlap_row.size)
+                at = summary.rows
+                raw_ids[at : at + batch.num_rows] = t.column(table.primary_key).to_numpy()
+                raw_loc[at : at + batch.num_rows] = (loc.chunk_id.astype(np.int64) << 32) | loc.sub_chunk_id.astype(np.int64)
+            else:
+                ids = t.column(key).to_numpy()
+                pos = np.searchsorted(index[0], ids)
+                pos_c = np.minimum(pos, index[0].size - 1)
+                found = (index[0].size > 0) & (index[0][pos_c] == ids)
+                summary.orphan_rows += int((~found).sum())
+                keep = np.nonzero(found)[0]
+                if keep.size != ids.size:
+                    t = t.take(pa.array(keep))
+                    pos_c = pos_c[keep]
+                packed = np.asarray(index[1][pos_c])
+                _append_by_chunk(t, (packed >> 32).astype(np.int32), (packed & 0xFFFFFFFF).astype(np.int32), outputs, "", summary.chunks, "rows")
+            summary.rows += batch.num_rows
+            bar.update(batch.num_rows)
+    finally:
+        bar.close()
+        outputs.close()
     if index is None:
-        ids = np.concatenate(ids_parts) if ids_parts else np.empty(0, np.int64)
-        order = np.argsort(ids, kind="stable")
-        np.savez(work / INDEX_FILE, ids=ids[order], chunk=np.concatenate(chunk_parts)[order] if chunk_parts else ids, sub=np.concatenate(sub_parts)[order] if sub_parts else ids)
+        _sort_index(work, raw_ids, raw_loc, parquet_path, table.primary_key)
+        del raw_ids, raw_loc
         covered = footprint.chunks(chunker)
         summary.empty_chunks = [c for c in covered if c not in summary.chunks]
         summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
-        if ids.size and np.any(ids[order][1:] == ids[order][:-1]):
-            raise CatalogError(str(parquet_path), "duplicate primary key values in the director table", table.primary_key)
     summary.out_dir = str(final)
     summary.seconds = time.monotonic() - t0
     summary.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     atomic_write_json(work / SUMMARY_FILE, summary.to_json())
     work.rename(final)
     return summary
+
+
+def _sort_index(work: Path, raw_ids: np.ndarray, raw_loc: np.ndarray, source, key: str) -> None:
+    """Sort the memory-mapped index by id into its final files, block by block.
+
+    Peak memory is the argsort permutation (8 bytes per director row) plus one block; the id
+    and location arrays themselves stay file-backed.
+    """
+    order = np.argsort(raw_ids, kind="stable")
+    ids = np.lib.format.open_memmap(work / INDEX_IDS, "w+", np.int64, raw_ids.shape)
+    loc = np.lib.format.open_memmap(work / INDEX_LOC, "w+", np.int64, raw_ids.shape)
+    last = None
+    for start in range(0, order.size, INDEX_BLOCK):
+        block = order[start : start + INDEX_BLOCK]
+        block_ids = raw_ids[block]
+        ids[start : start + block.size] = block_ids
+        loc[start : start + block.size] = raw_loc[block]
+        dup = block_ids[1:] == block_ids[:-1]
+        if dup.any() or (last is not None and block_ids.size and block_ids[0] == last):
+            raise CatalogError(str(source), "duplicate primary key values in the director table", key)
+        if block_ids.size:
+            last = block_ids[-1]
+    ids.flush()
+    loc.flush()
+    del ids, loc
+    (work / "unsorted_ids.npy").unlink()
+    (work / "unsorted_loc.npy").unlink()
 
 
 def read_summary(table_dir: str | Path) -> PartitionSummary:

@@ -121,3 +121,35 @@ def test_overlap_brute_force(centre):
         key_j = (int(loc.chunk_id[j]), int(loc.sub_chunk_id[j]))
         if key_i != key_j:
             assert j in holds.get(key_i, set()), (i, j, key_i, key_j, sep[i, j])
+
+
+# Positions (ra_PS, decl_PS) of Object rows in Qserv's own partitioned test data set
+# (lsst/qserv doc_datasets/test101/data/Object/chunk_7480.txt, partitioned by sph-partition with
+# num_stripes=85, num_sub_stripes=12, overlap=0.01667 per database_test101.json). Every one of
+# these rows carries chunkId 7480 and subChunkId 7 in that file.
+QSERV_TEST101 = [
+    (1.30450574307, 3.34239540723), (1.29873856374, 3.34291635291), (1.30336218408, 3.34004231046),
+    (1.29590214432, 3.34315325777), (1.29623723993, 3.3424035605), (1.29784757102, 3.33954827521),
+    (1.29801680549, 3.33619102281), (1.29938740535, 3.34665445636), (1.30047237939, 3.34837671217),
+    (1.30299517694, 3.34876920498), (1.30678301762, 3.34430294848), (1.3081453276, 3.31418187724),
+    (1.31026941339, 3.31135768259), (1.31306740829, 3.31177814202), (1.34659297817, 3.2948579379),
+    (1.36699143129, 3.27600119412), (1.36965771273, 3.27288967974), (1.37011205665, 3.2717432141),
+    (1.36695492979, 3.28213226096), (1.3672559145, 3.28006061194), (1.36459250446, 3.28160856472),
+    (1.36433250228, 3.2837560863), (1.35957476884, 3.2808515771), (1.36622200982, 3.27948185409),
+    (1.34430211457, 3.29442763697), (1.36697921711, 3.27537656268), (1.35491319983, 3.20505126313),
+    (1.37425525029, 3.20215198387), (1.37611012051, 3.19997950132), (1.37599608565, 3.19918624121),
+    (1.37150466424, 3.1967542571), (1.29019691967, 3.27650612295), (1.36608465478, 3.20450328939),
+    (1.3707170581, 3.19645126243), (1.36770699573, 3.19904462895), (1.3654527131, 3.2006476375),
+    (1.36125312169, 3.20012987246), (1.36062624912, 3.19909093306), (1.35693955675, 3.20222531883),
+]
+
+
+def test_matches_qserv_partitioner_output_test101():
+    ch = Chunker(85, 12, 0.01667)
+    ra, dec = zip(*QSERV_TEST101, strict=True)
+    chunk, sub = ch.locate(ra, dec)
+    assert set(chunk.tolist()) == {7480} and set(sub.tolist()) == {7}
+    # None of these rows is within the overlap of stripe 43 (chunk 7310), whose overlap file
+    # in the same data set holds only rows with Dec < 3.1765 + 0.01667.
+    loc = ch.locate_all(ra, dec)
+    assert 7310 not in set(loc.overlap_chunk_id.tolist())

@@ -7,10 +7,10 @@ at itself). It proves request construction and the order of the workflow, nothin
 
 from __future__ import annotations
 
-import cgi
-import io
 import json
 import threading
+from email.parser import BytesParser
+from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -46,9 +46,12 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         ctype = self.headers.get("Content-Type", "")
         if ctype.startswith("multipart/form-data"):
-            env = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": ctype, "CONTENT_LENGTH": str(length)}
-            form = cgi.FieldStorage(fp=io.BytesIO(raw), environ=env, keep_blank_values=True)
-            body = {k: (form[k].value if not form[k].filename else {"filename": form[k].filename, "bytes": len(form[k].value)}) for k in form.keys()}
+            msg = BytesParser(policy=email_policy).parsebytes(b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+            body = {}
+            for part in msg.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                data = part.get_payload(decode=True)
+                body[name] = {"filename": part.get_filename(), "bytes": len(data)} if part.get_filename() else data.decode()
         else:
             body = json.loads(raw or b"{}")
         self.server.requests.append({"method": self.command, "path": self.path, "body": body})

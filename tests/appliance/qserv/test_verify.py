@@ -61,7 +61,6 @@ def test_removed_overlap_row_breaks_near_neighbours(mariadb, converted, partitio
     partners: dict[int, set[int]] = {}
     for a, b, _ in _ref_pairs(mariadb):
         partners.setdefault(int(b), set()).add(int(a))
-    header = read_summary(partition_copy / "Object").columns
     home = {}
     for p in (partition_copy / "Object").glob("chunk_*.txt"):
         if not p.name.endswith("_overlap.txt"):
@@ -103,3 +102,18 @@ def _ref_pairs(db):
             return cur.fetchall()
     finally:
         conn.close()
+
+
+def test_other_partitioning_also_identical(mariadb, converted, reference, tmp_path):
+    """The Qserv integration-test layout (85 stripes x 12 sub-stripes) and a coarse one."""
+    from appliance.qserv.chunker import Chunker
+    from appliance.qserv.partition import partition_table
+
+    schema = load_schema(converted / "schema.yaml")
+    for i, ch in enumerate([Chunker(85, 12, 0.01667), Chunker(36, 2, 0.05)]):
+        out = tmp_path / f"layout{i}"
+        for t in ("Object", "Source"):
+            partition_table(converted / f"{t}.parquet", schema.table(t), out, ch)
+        load_chunked(mariadb, schema, out, f"cluster_layout{i}")
+        res = run_suite(mariadb, "cluster", f"cluster_layout{i}", WIDE, ch)
+        assert res.ok, res.report()
