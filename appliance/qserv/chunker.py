@@ -25,9 +25,11 @@ DEG_PER_RAD = 57.2957795130823208767981548141
 RAD_PER_DEG = 0.0174532925199432957692369076849
 EPSILON_DEG = 0.001 / 3600  # 1 mas: bounds within this of 360 are clamped to 360
 
-DEFAULT_NUM_STRIPES = 340
-DEFAULT_NUM_SUB_STRIPES = 3
-DEFAULT_OVERLAP = 0.01667  # degrees (1 arcmin), as for the LSST data previews
+from appliance.qserv.defaults import (  # noqa: E402  (re-exported)
+    DEFAULT_NUM_STRIPES,
+    DEFAULT_NUM_SUB_STRIPES,
+    DEFAULT_OVERLAP,
+)
 
 
 def segments(lat_min: float, lat_max: float, width: float) -> int:

@@ -48,7 +48,7 @@ def _db(args):
 
 
 def _chunker_options(p: argparse.ArgumentParser) -> None:
-    from appliance.qserv.chunker import (
+    from appliance.qserv.defaults import (
         DEFAULT_NUM_STRIPES,
         DEFAULT_NUM_SUB_STRIPES,
         DEFAULT_OVERLAP,

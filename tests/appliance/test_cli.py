@@ -33,3 +33,17 @@ def test_images_list_json(capsys) -> None:
 def test_unknown_run(tmp_path: Path, capsys) -> None:
     assert main(["runs", "show", "nope", "--home", str(tmp_path)]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_help_needs_neither_numpy_nor_docker() -> None:
+    """`appliance --help` must work on a node that only runs some commands (e.g. no numpy)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['numpy'] = None; sys.modules['docker'] = None\n"
+            "from appliance.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    raise SystemExit(e.code)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("images", "run", "replay", "qserv", "cluster"):
+        assert command in proc.stdout
