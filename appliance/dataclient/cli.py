@@ -110,6 +110,7 @@ def _copier(args: argparse.Namespace, cfg: Config, status: CredentialStatus, url
         retry=RetryPolicy(attempts=max(1, retries), initial=args.retry_delay),
         parallel=args.parallel or cfg.parallel,
         progress=not (args.no_progress or args.json),
+        fsync=not args.no_fsync and cfg.fsync,
     )
     return Copier(status.credentials, options, _backends(args, cfg, status, urls))
 
@@ -353,6 +354,8 @@ def _transfer_options(p: argparse.ArgumentParser) -> None:
                    help="force a transfer backend (default: by URL scheme)")
     g.add_argument("--streams", type=int, default=1, help="parallel TCP streams (GridFTP)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--no-fsync", action="store_true", help="do not wait for the data to reach the "
+                   "disk before the final rename (faster; a crash may leave a damaged file)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def add(name: str, func, help: str, **kw) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help, description=help, **kw)
+        p = sub.add_parser(name, parents=[common], help=help, description=help, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
         p.set_defaults(func=func)
         return p
 

@@ -11,6 +11,7 @@ File: ``$DATACLIENT_CONFIG``, else ``$XDG_CONFIG_HOME/dataclient/config.yaml``, 
     checksum: adler32                   # adler32 (WLCG default) | sha256 | md5
     parallel: 4                         # files copied at once
     retries: 4                          # attempts per file, backoff 1 s, 2 s, 4 s ...
+    fsync: true                         # data on disk before the final rename
     ca_dir: /etc/grid-security/certificates
     proxy:
       path: /tmp/x509up_u1000           # default: $X509_USER_PROXY or /tmp/x509up_u<uid>
@@ -60,6 +61,7 @@ class Config:
     checksum: str = "adler32"
     parallel: int = 4
     retries: int = 4
+    fsync: bool = True
     ca_dir: str | None = None
     proxy: ProxySettings = field(default_factory=lambda: default_proxy_settings({}))
     source: str | None = None  # the file it came from
@@ -134,6 +136,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
             checksum=str(raw.get("checksum", "adler32")),
             parallel=int(raw.get("parallel", 4)),
             retries=int(raw.get("retries", 4)),
+            fsync=bool(raw.get("fsync", True)),
             ca_dir=raw.get("ca_dir") or default_ca_dir(env),
             proxy=default_proxy_settings(raw.get("proxy") or {}, env),
             source=str(p),

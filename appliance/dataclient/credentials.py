@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.dataclient.config import Config
-from appliance.dataclient.errors import PassphraseNeeded, ProxyExpired
+from appliance.dataclient.errors import CredentialError, PassphraseNeeded, ProxyExpired
 from appliance.dataclient.proxy import ProxyInfo, create_proxy, key_is_encrypted, read_proxy
 from appliance.transfer.credentials import Credentials, discover_token
 
@@ -64,7 +64,16 @@ def ensure_credentials(cfg: Config, passphrase: PassphraseSource, use_token: boo
     if use_token:
         token, where = discover_token()
         if token:
-            return CredentialStatus(Credentials(token=token, ca_dir=ca, insecure=insecure), "token", where)
+            # GridFTP knows no tokens: keep a valid proxy alongside, if there is one.
+            proxy = None
+            if cfg.proxy.path.is_file():
+                try:
+                    if read_proxy(cfg.proxy.path).seconds_left() > 0:
+                        proxy = cfg.proxy.path
+                except CredentialError:
+                    proxy = None
+            return CredentialStatus(Credentials(token=token, proxy=proxy, ca_dir=ca, insecure=insecure),
+                                    "token", where)
     p = cfg.proxy
     have_key = p.cert.is_file() and p.key.is_file()
     if p.path.is_file():

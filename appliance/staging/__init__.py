@@ -7,9 +7,17 @@ answers as values (pure parsing); ``bulk.StagingCopier`` asks archiveinfo, stage
 on tape, polls with backoff, copies each file the moment it is online and releases the pins.
 """
 
-from appliance.staging.client import StagingClient
 from appliance.staging.errors import StagingFailed, TapeApiUnavailable
 from appliance.staging.model import ArchiveInfo, FileStage, StageStatus
 
 __all__ = ["ArchiveInfo", "FileStage", "StageStatus", "StagingClient", "StagingFailed",
            "TapeApiUnavailable"]
+
+
+def __getattr__(name: str):
+    # StagingClient pulls in requests; import it only when used (dataclient start-up time).
+    if name == "StagingClient":
+        from appliance.staging.client import StagingClient
+
+        return StagingClient
+    raise AttributeError(name)

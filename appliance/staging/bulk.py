@@ -81,13 +81,13 @@ class StagingCopier:
         client = self.client_factory(jobs[idx[0]].src)
         try:
             client.endpoint  # noqa: B018 - discovery; raises when the server has no tape API
-        except TapeApiUnavailable:
+        except StagingError as err:
+            # No tape API (a plain disk or web server), or it did not answer: copy directly;
+            # the copy has its own retries and will report a server that is really down.
+            if not isinstance(err, TapeApiUnavailable):
+                log.info("tape REST discovery on %s failed (%s): copying directly", server, err)
             for i in idx:
                 results[i] = self.copier.submit(pool, jobs[i])
-            return
-        except StagingError as err:
-            for i in idx:
-                results[i] = _failed(jobs[i], err)
             return
         try:
             infos = {a.path: a for a in client.archiveinfo([path_of(jobs[i].src) for i in idx])}

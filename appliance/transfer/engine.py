@@ -25,12 +25,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from appliance.errors import ApplianceError, ChecksumMismatch
 from appliance.fsutil import fsync_dir
-from appliance.transfer.base import TransferBackend
+from appliance.transfer.base import RemoteStat, TransferBackend
 from appliance.transfer.checksum import file_checksum, normalise_algorithm, parse_expected
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import ChecksumUnavailable, TransferError, UnsupportedURL
@@ -49,6 +50,7 @@ class CopyOptions:
     parallel: int = 4
     progress: bool = True  # tqdm bars (hidden anyway when stderr is not a terminal)
     overwrite: bool = True
+    fsync: bool = True  # flush the data to disk before the rename (durable after a crash)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,14 @@ class _Bar:
         self.overall = overall
         self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
                         desc=label[-40:], disable=None if enabled else True)
+
+    def set_total(self, total: int) -> None:
+        if self.bar.total is None:
+            self.bar.total = total
+            self.bar.refresh()
+            if self.overall is not None:
+                self.overall.total += total
+                self.overall.refresh()
 
     def __call__(self, n: int) -> None:
         self.bar.update(n)
@@ -138,20 +148,19 @@ class Copier:
             res.backend = backend.name
             algo, expected = self._checksum_plan(job)
             res.checksum_type = algo
-            attempt_fn = self._get_once if direction == "get" else self._put_once
+            bar = _Bar(Path(job.dst).name, None, overall, self.options.progress)
+            box: dict = {}  # what the source told us, kept across attempts
             delays = self.options.retry.delays()
             while True:
                 res.attempts += 1
                 try:
-                    if bar is None:  # the size is known once the source answered
-                        size = (local_path(job.src).stat().st_size if direction == "put"
-                                else backend.stat(job.src).size)
-                        res.size = size
-                        if overall is not None:
-                            overall.total += size
-                            overall.refresh()
-                        bar = _Bar(Path(job.dst).name, size, overall, self.options.progress)
-                    attempt_fn(backend, job, algo, expected, res.size, bar, res)
+                    if direction == "put":
+                        if not res.size:
+                            res.size = local_path(job.src).stat().st_size
+                            bar.set_total(res.size)
+                        self._put_once(backend, job, algo, expected, res.size, bar, res)
+                    else:
+                        self._get_once(backend, job, algo, expected, box, bar, res)
                     break
                 except Exception as err:  # noqa: BLE001 - classified right below
                     if not is_transient(err):
@@ -182,7 +191,7 @@ class Copier:
         return (normalise_algorithm(algo) if algo else None), None
 
     def _get_once(self, backend: TransferBackend, job: CopyJob, algo: str | None,
-                  expected: str | None, size: int, bar: _Bar, res: TransferResult) -> None:
+                  expected: str | None, box: dict, bar: _Bar, res: TransferResult) -> None:
         final = local_path(job.dst)
         if final.is_dir():
             final = final / job.src.rstrip("/").rsplit("/", 1)[-1]
@@ -191,14 +200,19 @@ class Copier:
             raise TransferError(str(final), "destination exists (use --overwrite)")
         final.parent.mkdir(parents=True, exist_ok=True)
         part = final.with_name(f".{final.name}.part")
-        # The storage computes its checksum while we copy (GridFTP CKSM, HTTP Digest).
-        source_sum: Future[str | None] | None = None
-        if algo and expected is None:
-            source_sum = _background(backend.checksum, job.src, algo)
+        # Size and the storage's own checksum (GridFTP CKSM, HTTP Digest) are asked for in one
+        # background thread while the bytes flow; asked again only if that failed.
+        # (Asking GridFTP's CKSM only after the copy, so that it does not compete with sending
+        # the bytes, measured no faster: docs/BENCHMARKS.md.)
+        want = bool(algo) and expected is None
+        info: Future = box.get("info")  # type: ignore[assignment]
+        if info is None or (info.done() and info.exception() is not None):
+            info = box["info"] = _background(_source_info, backend, job.src, algo, want)
         offset = 0
         if part.exists():
             have = part.stat().st_size
-            if backend.supports_resume and 0 < have <= size:
+            size_now = info.result()[0].size if backend.supports_resume else None
+            if size_now is not None and 0 < have <= size_now:
                 offset = have
             else:
                 part.unlink()
@@ -208,12 +222,20 @@ class Copier:
         log.debug("%s: downloading from byte %d with %s", job.src, offset, backend.name)
         sums = backend.download(job.src, part, offset, bar, [algo] if algo else [])
         log.debug("%s: downloaded (inline checksum: %s)", job.src, bool(sums))
+        stat, source_sum = info.result()
+        size = res.size = stat.size
+        bar.set_total(size)
         got = part.stat().st_size
         if got != size:
             raise TransferError(job.src, f"short transfer: {got} of {size} bytes", transient=True)
+        if self.options.fsync:
+            log.debug("%s: syncing", job.src)
+            with open(part, "rb+") as f:
+                os.fsync(f.fileno())
+            log.debug("%s: synced", job.src)
         if algo:
             actual = sums.get(algo) or file_checksum(part, algo)
-            source = expected if expected is not None else source_sum.result()  # type: ignore[union-attr]
+            source = expected if expected is not None else source_sum
             log.debug("%s: source %s %s, destination %s", job.src, algo, source, actual)
             res.source_checksum, res.dest_checksum = source, actual
             if source is None:
@@ -222,13 +244,10 @@ class Copier:
             if source != actual:
                 part.unlink()  # a wrong copy is never resumed
                 raise ChecksumMismatch(job.src, f"{algo}:{source}", f"{algo}:{actual}")
-        log.debug("%s: checksums match, syncing", job.src)
-        with open(part, "rb+") as f:
-            os.fsync(f.fileno())
-        log.debug("%s: synced", job.src)
         os.chmod(part, 0o666 & ~_umask())
         os.replace(part, final)
-        fsync_dir(final.parent)
+        if self.options.fsync:
+            fsync_dir(final.parent)
 
     def _put_once(self, backend: TransferBackend, job: CopyJob, algo: str | None,
                   expected: str | None, size: int, bar: _Bar, res: TransferResult) -> None:
@@ -264,8 +283,16 @@ class Copier:
             raise
 
 
-def _background(fn: Callable[..., str | None], *args: object) -> Future[str | None]:
-    fut: Future[str | None] = Future()
+def _source_info(backend: TransferBackend, url: str, algo: str | None,
+                 want_sum: bool) -> tuple[RemoteStat, str | None]:
+    stat = backend.stat(url)
+    if stat.is_dir:
+        raise TransferError(url, "is a directory")
+    return stat, (backend.checksum(url, algo) if want_sum and algo else None)
+
+
+def _background(fn: Callable[..., Any], *args: object) -> Future[Any]:
+    fut: Future[Any] = Future()
 
     def run() -> None:
         try:

@@ -49,8 +49,8 @@ class Follower(threading.Thread):
                 d.update(chunk)
             self.seen += len(chunk)
             self.progress(len(chunk))
-        if _sync_file_range and (final is False) and self.seen - self.synced >= _SYNC_STEP:
-            _sync_file_range(self._f.fileno(), self.synced, self.seen - self.synced, 2)
+        if sync_file_range and (final is False) and self.seen - self.synced >= SYNC_STEP:
+            sync_file_range(self._f.fileno(), self.synced, self.seen - self.synced, 2)
             self.synced = self.seen
 
     def run(self) -> None:
@@ -78,5 +78,5 @@ def _load_sync_file_range():
         return None
 
 
-_sync_file_range = _load_sync_file_range()
-_SYNC_STEP = 32 << 20
+sync_file_range = _load_sync_file_range()
+SYNC_STEP = 32 << 20

@@ -2,17 +2,19 @@
 
 gfal2 is the WLCG data-management library (FTS and the gfal-* tools use it), so the protocol
 details (GridFTP restart/CKSM, davix for WebDAV) are those our users already rely on. It copies
-whole files: a failed attempt starts again from zero (``supports_resume = False``). One gfal2
-context per thread, since a context is not meant to be shared by concurrent operations.
+whole files: a failed attempt starts again from zero (``supports_resume = False``). gfal2
+contexts are pooled: each operation borrows one, so cached sessions (and their GSI or TLS
+handshakes) are reused, and no context is used by two operations at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import queue
 import re
 import stat as statmod
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -76,33 +78,48 @@ class GfalBackend:
             raise TransferError("gfal2://", "gfal2 is not installed (Debian package python3-gfal2)")
         self.credentials = credentials or Credentials()
         self.timeout, self.streams = timeout, streams
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
         if self.credentials.ca_dir:
             # globus GSI and davix read the trusted CA directory from the environment only.
             os.environ["X509_CERT_DIR"] = self.credentials.ca_dir
 
+    @contextlib.contextmanager
     def ctx(self):
-        c = getattr(self._local, "ctx", None)
-        if c is None:
-            c = gfal2.creat_context()
-            cred = self.credentials
-            if cred.token:
-                for prefix in ("davs://", "https://", "root://", "xroot://"):
-                    c.cred_set(prefix, gfal2.cred_new("BEARER", cred.token))
-            if cred.proxy:
-                c.set_opt_string("X509", "CERT", str(cred.proxy))
-                c.set_opt_string("X509", "KEY", str(cred.proxy))
-            if cred.ca_dir:
-                c.set_opt_string("X509", "CA_PATH", cred.ca_dir)
-            if cred.insecure:
-                c.set_opt_boolean("HTTP PLUGIN", "INSECURE", True)
-            c.set_opt_integer("CORE", "NAMESPACE_TIMEOUT", 60)
-            c.set_opt_integer("GRIDFTP PLUGIN", "OPERATION_TIMEOUT", 120)
-            self._local.ctx = c
+        """A context for one operation: pooled, so sessions (and GSI handshakes) are reused,
+        never shared by two operations at once."""
+        try:
+            c = self._pool.get_nowait()
+        except queue.Empty:
+            c = self._new_context()
+        try:
+            yield c
+        except gfal2.GError as err:
+            if err.code not in _PERMANENT:  # its cached session may be dead: drop the context
+                raise
+            self._pool.put(c)
+            raise
+        else:
+            self._pool.put(c)
+
+    def _new_context(self):
+        c = gfal2.creat_context()
+        cred = self.credentials
+        if cred.token:
+            for prefix in ("davs://", "https://", "root://", "xroot://"):
+                c.cred_set(prefix, gfal2.cred_new("BEARER", cred.token))
+        if cred.proxy:
+            c.set_opt_string("X509", "CERT", str(cred.proxy))
+            c.set_opt_string("X509", "KEY", str(cred.proxy))
+        if cred.ca_dir:
+            c.set_opt_string("X509", "CA_PATH", cred.ca_dir)
+        if cred.insecure:
+            c.set_opt_boolean("HTTP PLUGIN", "INSECURE", True)
+        c.set_opt_integer("CORE", "NAMESPACE_TIMEOUT", 60)
+        c.set_opt_integer("GRIDFTP PLUGIN", "OPERATION_TIMEOUT", 120)
         return c
 
-    def _params(self):
-        p = self.ctx().transfer_parameters()
+    def _params(self, c):
+        p = c.transfer_parameters()
         p.overwrite = True
         p.create_parent = True
         p.timeout = self.timeout
@@ -112,14 +129,16 @@ class GfalBackend:
 
     def stat(self, url: str) -> RemoteStat:
         try:
-            st = self.ctx().stat(url)
+            with self.ctx() as c:
+                st = c.stat(url)
         except gfal2.GError as err:
             raise _error(url, "stat", err) from err
         return RemoteStat(url, int(st.st_size), statmod.S_ISDIR(st.st_mode), float(st.st_mtime))
 
     def checksum(self, url: str, algorithm: str) -> str | None:
         try:
-            value = self.ctx().checksum(url, algorithm.upper())
+            with self.ctx() as c:
+                value = c.checksum(url, algorithm.upper())
         except gfal2.GError as err:
             if err.code in (errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
                 return None
@@ -136,7 +155,8 @@ class GfalBackend:
         follower = Follower(dest, progress, algorithms)
         follower.start()
         try:
-            self.ctx().filecopy(self._params(), url, dest.resolve().as_uri())
+            with self.ctx() as c:
+                c.filecopy(self._params(c), url, dest.resolve().as_uri())
         except gfal2.GError as err:
             raise _error(url, "download", err) from err
         finally:
@@ -145,28 +165,31 @@ class GfalBackend:
 
     def upload(self, src: Path, url: str, progress: Progress) -> None:
         size = src.stat().st_size
-        params = self._params()
         try:
-            self.ctx().filecopy(params, src.resolve().as_uri(), url)
+            with self.ctx() as c:
+                c.filecopy(self._params(c), src.resolve().as_uri(), url)
         except gfal2.GError as err:
             raise _error(url, "upload", err) from err
         progress(size)
 
     def rename(self, src_url: str, dst_url: str) -> None:
         try:
-            self.ctx().rename(src_url, dst_url)
+            with self.ctx() as c:
+                c.rename(src_url, dst_url)
         except gfal2.GError as err:
             raise _error(src_url, "rename", err) from err
 
     def delete(self, url: str) -> None:
         try:
-            self.ctx().unlink(url)
+            with self.ctx() as c:
+                c.unlink(url)
         except gfal2.GError as err:
             raise _error(url, "delete", err) from err
 
     def mkdir(self, url: str) -> None:
         try:
-            self.ctx().mkdir_rec(url, 0o755)
+            with self.ctx() as c:
+                c.mkdir_rec(url, 0o755)
         except gfal2.GError as err:
             if err.code != errno.EEXIST:
                 raise _error(url, "mkdir", err) from err
@@ -174,16 +197,17 @@ class GfalBackend:
     def listdir(self, url: str) -> list[RemoteStat]:
         base = url.rstrip("/")
         try:
-            d = self.ctx().opendir(url)
             out = []
-            while True:
-                dirent, st = d.readpp()
-                if dirent is None:
-                    break
-                if dirent.d_name in (".", ".."):
-                    continue
-                out.append(RemoteStat(f"{base}/{dirent.d_name}", int(st.st_size),
-                                      statmod.S_ISDIR(st.st_mode), float(st.st_mtime)))
+            with self.ctx() as c:
+                d = c.opendir(url)
+                while True:
+                    dirent, st = d.readpp()
+                    if dirent is None:
+                        break
+                    if dirent.d_name in (".", ".."):
+                        continue
+                    out.append(RemoteStat(f"{base}/{dirent.d_name}", int(st.st_size),
+                                          statmod.S_ISDIR(st.st_mode), float(st.st_mtime)))
         except gfal2.GError as err:
             raise _error(url, "list", err) from err
         return sorted(out, key=lambda s: s.url)

@@ -8,20 +8,23 @@ Bearer`` when a token is present, else the X.509 proxy as TLS client certificate
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import queue
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from appliance.transfer.base import Progress, RemoteStat
 from appliance.transfer.checksum import BLOCK, WANT_DIGEST_NAME, new_digester, parse_digest_header
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import NotFound, PermissionDenied, TransferError
+from appliance.transfer.follow import SYNC_STEP, sync_file_range
 
 _SCHEME = {"davs": "https", "dav": "http", "https": "https", "http": "http"}
 _DAV = "{DAV:}"
@@ -99,19 +102,29 @@ class HttpBackend:
     def __init__(self, credentials: Credentials | None = None, timeout: float = 60.0):
         self.credentials = credentials or Credentials()
         self.timeout = timeout
-        self._local = threading.local()
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
 
     # -- plumbing -----------------------------------------------------------------------------
-    def session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = self._local.session = make_session(self.credentials)
-        return s
+    @contextlib.contextmanager
+    def session(self) -> Iterator[requests.Session]:
+        """Pooled sessions: kept-alive TLS connections are reused across threads, one user at a time."""
+        try:
+            s = self._pool.get_nowait()
+        except queue.Empty:
+            s = make_session(self.credentials)
+        try:
+            yield s
+        except (requests.ConnectionError, requests.Timeout):
+            s.close()  # its kept-alive connections may be dead: start afresh next time
+            raise
+        else:
+            self._pool.put(s)
 
     def _request(self, method: str, url: str, what: str, **kw) -> requests.Response:
         kw.setdefault("timeout", self.timeout)
         try:
-            return self.session().request(method, to_http(url), **kw)
+            with self.session() as s:
+                return s.request(method, to_http(url), **kw)
         except requests.exceptions.SSLError as err:
             raise TransferError(url, f"{what}: TLS failure: {err}") from err
         except (requests.ConnectionError, requests.Timeout) as err:
@@ -119,11 +132,15 @@ class HttpBackend:
 
     # -- the seam -----------------------------------------------------------------------------
     def stat(self, url: str) -> RemoteStat:
+        # HEAD first: cheap, and every server answers a missing file with a plain 404 to it;
+        # then PROPFIND (WebDAV) to tell files from collections.
+        head = self._request("HEAD", url, "stat", allow_redirects=False)
+        if head.status_code in (404, 410, 401, 403):
+            raise_for(url, head, "stat")
         resp = self._request("PROPFIND", url, "stat", headers={"Depth": "0"}, data=_PROPFIND_BODY)
-        if resp.status_code in (405, 501, 400):  # plain HTTP server: HEAD tells the size
-            resp = self._request("HEAD", url, "stat")
-            raise_for(url, resp, "stat")
-            return RemoteStat(url, int(resp.headers.get("Content-Length", 0)), False)
+        if resp.status_code in (405, 501, 400):  # plain HTTP server: HEAD told the size
+            raise_for(url, head, "stat")
+            return RemoteStat(url, int(head.headers.get("Content-Length", 0)), False)
         raise_for(url, resp, "stat")
         items = _parse_multistatus(url, resp.content)
         if not items:
@@ -155,15 +172,45 @@ class HttpBackend:
                     out.seek(offset)
                     out.truncate()
                 try:
-                    for chunk in resp.iter_content(chunk_size=BLOCK):
-                        out.write(chunk)
-                        for d in digesters.values():
-                            d.update(chunk)
-                        progress(len(chunk))
+                    self._stream(resp, out, offset, digesters.values(), progress)
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                        requests.Timeout) as err:
+                        requests.Timeout, urllib3.exceptions.HTTPError, OSError) as err:
                     raise TransferError(url, f"download interrupted: {_short(err)}", transient=True) from err
         return {a: d.hexdigest() for a, d in digesters.items()}
+
+    @staticmethod
+    def _stream(resp: requests.Response, out: BinaryIO, offset: int, digesters, progress: Progress) -> None:
+        """Body -> file through one reused buffer; write-back is started as we go (see follow.py)."""
+        buf = bytearray(BLOCK)
+        view = memoryview(buf)
+        raw = resp.raw
+        fd = out.fileno()
+        synced = written = offset
+        encoded = resp.headers.get("Content-Encoding", "identity") not in ("identity", "")
+        # http.client's response reads straight into our buffer (urllib3's readinto reads, then
+        # copies); the byte count is checked by the engine against the size the server stated.
+        direct = getattr(raw, "_fp", None)
+        readinto = direct.readinto if (direct is not None and hasattr(direct, "readinto")
+                                       and not encoded) else raw.readinto
+        while True:
+            if encoded:  # let urllib3 decode; rare for data files
+                chunk = raw.read(BLOCK, decode_content=True)
+                n = len(chunk)
+                if n:
+                    view[:n] = chunk
+            else:
+                n = readinto(buf)
+            if not n:
+                break
+            out.write(view[:n])
+            for d in digesters:
+                d.update(view[:n])
+            written += n
+            progress(n)
+            if sync_file_range and written - synced >= SYNC_STEP:
+                out.flush()
+                sync_file_range(fd, synced, written - synced, 2)
+                synced = written
 
     def upload(self, src: Path, url: str, progress: Progress) -> None:
         self._make_parents(url)

@@ -1,9 +1,16 @@
 """Which backend serves a URL: by scheme and by what is installed, so callers never choose.
 
-Default order: for gsiftp/ftp, globus-url-copy moves the bytes (gfal2 for the rest; see
-``globus.py`` for why) when it is installed and a proxy is at hand; gfal2 for every scheme it
-speaks (when the Debian binding imports); the plain HTTP backend for http/https/dav/davs otherwise, the local backend for files. ``prefer`` overrides
-per scheme (e.g. ``{"davs": "http"}`` to use requests with Range resume instead of davix).
+Default choice, by measurement on the project's archive and nginx (docs/BENCHMARKS.md):
+
+* http, https, dav, davs: the requests backend: it resumes with Range, and it was faster than
+  gfal2's davix path (which adds a macaroon POST, PROPFIND and HEAD per file) both for one big
+  file and for many files in parallel;
+* gsiftp, ftp: globus-url-copy moves the bytes, gfal2 does the rest (see ``globus.py``), when
+  both are installed and a proxy is at hand; else gfal2 alone;
+* root, xroot, srm: gfal2; file:// and paths: the local backend.
+
+``prefer`` overrides per scheme (``{"davs": "gfal2"}``) or for all (``{"*": "gfal2"}``); the CLI
+exposes it as ``--backend`` and per site as ``backend:``.
 """
 
 from __future__ import annotations
@@ -74,10 +81,10 @@ class Backends:
         if (scheme in globus.GlobusBackend.schemes and gfal.available() and globus.available()
                 and self.credentials.proxy):
             return "globus"
+        if scheme in HTTP_SCHEMES:  # resumes, and measured faster than davix here
+            return "http"
         if gfal.available() and scheme in gfal.GfalBackend.schemes:
             return "gfal2"
-        if scheme in HTTP_SCHEMES:
-            return "http"
         raise UnsupportedURL(url, f"no transfer backend for {scheme}:// here"
                              + ("" if gfal.available() else " (gfal2 is not installed)"))
 

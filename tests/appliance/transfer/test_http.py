@@ -106,3 +106,15 @@ def test_server_killed_mid_download_resumes(nginx, creds, tmp_path):
     assert res.ok and res.verified and res.attempts >= 2, res.report()
     assert res.resumed_from > 2 << 20, "the second attempt should continue where the first stopped"
     assert (tmp_path / "k.bin").read_bytes() == data
+
+
+def test_staging_aware_copy_falls_back_without_tape_api(nginx, creds, tmp_path):
+    from appliance.staging.bulk import StagingCopier
+    from appliance.transfer.engine import CopyJob
+
+    data = os.urandom(100_000)
+    (nginx.data / "h6.bin").write_bytes(data)
+    bulk = StagingCopier(_copier(creds), creds).copy(
+        [CopyJob(nginx.url("h6.bin"), str(tmp_path / "h6.bin"), adler(data))])
+    assert bulk.ok and not bulk.notes, bulk.report()
+    assert (tmp_path / "h6.bin").read_bytes() == data

@@ -1,0 +1,41 @@
+"""Shared set-up for the transfer benchmarks: test PKI, timing helpers (not a benchmark itself)."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATACLIENT = str(Path(sys.executable).with_name("dataclient"))
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def make_file(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            f.write(block[:-8] + i.to_bytes(8, "little"))  # every MiB different
+    os.chmod(path, 0o644)
+
+
+def summary(name: str, times: list[float], size: int) -> str:
+    med = statistics.median(times)
+    return (f"{name:<28} median {med:6.2f} s  ({size / med / 2**20:7.1f} MiB/s)  runs: "
+            + ", ".join(f"{t:.2f}" for t in times))
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())

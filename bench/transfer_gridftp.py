@@ -1,0 +1,75 @@
+"""1 GiB over GridFTP: ``dataclient get`` (adler32 verified end to end, fsync, atomic rename)
+against ``globus-url-copy`` (no checksum) from the same Globus GridFTP server on 127.0.0.1.
+
+    .venv/bin/python bench/transfer_gridftp.py [--size-mib 1024] [--runs 2]
+
+Runs alternate (baseline, ours, baseline, ...) so machine noise hits both; prints the medians and
+the ratio ours/baseline in throughput (goal >= 0.95). The proxy is made by dataclient's own code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from transfer_common import DATACLIENT, load, make_file, summary, timed
+
+from appliance.dataclient.proxy import create_proxy
+from tests.appliance.transfer.servers import GridFTPServer
+from tests.pki import make_pki
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    size = args.size_mib << 20
+    work = Path(tempfile.mkdtemp(prefix="bench-gridftp-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    server = None
+    try:
+        pki = make_pki(work / "pki")
+        proxy = work / "x509up"
+        create_proxy(pki.user_cert, pki.user_key, proxy, hours=2)
+        server = GridFTPServer(pki, work)
+        server.start()
+        make_file(server.data / "big.bin", size)
+        url = server.url("big.bin")
+        env = {**os.environ, "X509_USER_PROXY": str(proxy), "X509_CERT_DIR": str(pki.cert_dir),
+               "HOME": str(work), "BEARER_TOKEN_FILE": str(work / "none")}
+        env.pop("BEARER_TOKEN", None)
+        out = work / "out"
+        out.mkdir()
+        base, ours, nosync = [], [], []
+        timed(["globus-url-copy", url, (out / "warm").as_uri()], env)  # page cache, sessions
+        (out / "warm").unlink()
+        for _ in range(args.runs):
+            base.append(timed(["globus-url-copy", url, (out / "guc.bin").as_uri()], env))
+            (out / "guc.bin").unlink()
+            ours.append(timed([DATACLIENT, "get", url, str(out / "dc.bin"), "--no-progress"], env))
+            (out / "dc.bin").unlink()
+            nosync.append(timed([DATACLIENT, "get", url, str(out / "dc.bin"), "--no-progress",
+                                 "--no-fsync"], env))
+            (out / "dc.bin").unlink()
+        ratio = statistics.median(base) / statistics.median(ours)
+        ratio_nosync = statistics.median(base) / statistics.median(nosync)
+        print(f"GridFTP {args.size_mib} MiB from globus-gridftp-server on 127.0.0.1 ({load()})")
+        print(summary("globus-url-copy (baseline)", base, size))
+        print(summary("dataclient get (adler32)", ours, size))
+        print(summary("dataclient get --no-fsync", nosync, size))
+        print(f"ratio dataclient/globus-url-copy throughput: {ratio:.2f}x, with --no-fsync "
+              f"{ratio_nosync:.2f}x (goal >= 0.95)")
+        return 0
+    finally:
+        if server:
+            server.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""HTTP(S) from the project's archive server: ``dataclient get`` (adler32 verified end to end
+against the archive's Digest, fsync, atomic rename) against ``curl`` (no checksum), same server,
+same 1 GiB file; then 16 files of 64 MiB with ``--parallel 16`` against ``--parallel 1``.
+
+    .venv/bin/python bench/transfer_http.py [--size-mib 1024] [--runs 2] [--backend auto|http|gfal2]
+
+The server runs in this process (TLS with a test CA, files under the anonymously readable
+/public, real clock); clients are separate processes. Prints medians and ratios (goals: >= 0.9
+against curl; parallel faster than sequential).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from transfer_common import DATACLIENT, load, make_file, summary, timed
+
+from tests.pki import make_pki
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--files", type=int, default=16, help="files for the parallel test")
+    ap.add_argument("--file-mib", type=int, default=64)
+    ap.add_argument("--backend", default="http", choices=("auto", "http", "gfal2"))
+    args = ap.parse_args()
+    from archive.config import load_config
+    from archive.server import serve_in_thread
+
+    work = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    running = None
+    try:
+        pki = make_pki(work / "pki")
+        cfg = load_config(None, env={}, **{
+            "root": str(work / "lta"),
+            "server": {"port": 0, "tls_cert": str(pki.host_cert), "tls_key": str(pki.host_key),
+                       "ca_dir": str(pki.cert_dir)},
+            "cache": {"capacity_bytes": 64 * 2**30},
+            "migration": {"max_age_seconds": 3600},
+            "auth": {"public_read": ["/public"]},
+        })
+        running = serve_in_thread(cfg)
+        size = args.size_mib << 20
+        src = work / "src.bin"
+        make_file(src, size)
+        running.archive.ingest_local(src, "/public/big.bin", owner="bench")
+        small = args.file_mib << 20
+        for i in range(args.files):
+            make_file(src, small)
+            running.archive.ingest_local(src, f"/public/set/f{i:02d}.bin", owner="bench")
+        src.unlink()
+        url = running.url + "/public/big.bin"
+        env = {**os.environ, "HOME": str(work), "X509_USER_PROXY": str(work / "none"),
+               "BEARER_TOKEN_FILE": str(work / "none"), "X509_CERT_DIR": str(pki.cert_dir),
+               "XDG_RUNTIME_DIR": str(work)}
+        env.pop("BEARER_TOKEN", None)
+        out = work / "out"
+        out.mkdir()
+        dc = [DATACLIENT, "get", "--no-progress", "--backend", args.backend]
+        curl = ["curl", "-sS", "-f", "--capath", str(pki.cert_dir), "-o"]
+        timed([*curl, str(out / "warm"), url], env)
+        (out / "warm").unlink()
+        base, ours, nosync = [], [], []
+        for _ in range(args.runs):
+            base.append(timed([*curl, str(out / "curl.bin"), url], env))
+            (out / "curl.bin").unlink()
+            ours.append(timed([*dc, url, str(out / "dc.bin")], env))
+            (out / "dc.bin").unlink()
+            nosync.append(timed([*dc, "--no-fsync", url, str(out / "dc.bin")], env))
+            (out / "dc.bin").unlink()
+        print(f"HTTPS {args.size_mib} MiB from the archive server on 127.0.0.1, dataclient backend "
+              f"{args.backend} ({load()})")
+        print(summary("curl (baseline, no checksum)", base, size))
+        print(summary("dataclient get (adler32)", ours, size))
+        print(summary("dataclient get --no-fsync", nosync, size))
+        print(f"ratio dataclient/curl throughput: {statistics.median(base) / statistics.median(ours):.2f}x"
+              f", with --no-fsync {statistics.median(base) / statistics.median(nosync):.2f}x (goal >= 0.9)")
+        urls = [f"{running.url}/public/set/f{i:02d}.bin" for i in range(args.files)]
+        seq, par = [], []
+        for _ in range(1):
+            for target, n in ((seq, 1), (par, args.files)):
+                dest = out / f"p{n}"
+                dest.mkdir()
+                target.append(timed([*dc, "--parallel", str(n), *urls, str(dest) + "/"], env))
+                shutil.rmtree(dest)
+        total = small * args.files
+        print(summary(f"{args.files}x{args.file_mib} MiB --parallel 1", seq, total))
+        print(summary(f"{args.files}x{args.file_mib} MiB --parallel {args.files}", par, total))
+        print(f"speed-up parallel/sequential: {statistics.median(seq) / statistics.median(par):.2f}x")
+        return 0
+    finally:
+        if running:
+            running.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
