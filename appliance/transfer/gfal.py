@@ -106,7 +106,7 @@ class GfalBackend:
         cred = self.credentials
         if cred.token:
             for prefix in ("davs://", "https://", "root://", "xroot://"):
-                c.cred_set(prefix, gfal2.cred_new("BEARER", cred.token))
+                c.cred_set(prefix, c.cred_new("BEARER", cred.token))
         if cred.proxy:
             c.set_opt_string("X509", "CERT", str(cred.proxy))
             c.set_opt_string("X509", "KEY", str(cred.proxy))
