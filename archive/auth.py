@@ -1,0 +1,187 @@
+"""Who is calling and what may they do: WLCG bearer tokens, X.509 (and RFC 3820 proxies).
+
+Model: every request gets an :class:`Identity` holding WLCG-profile scopes
+(``storage.read:/p``, ``storage.create:/p``, ``storage.modify:/p``, ``storage.stage:/p``).
+
+* Bearer tokens are JWTs verified with the keys in the config (per issuer; RS256/ES256 with a
+  public key, or HS256 with a shared secret); their ``scope`` claim is used as is, with paths
+  relative to ``auth.token_base_path``.
+* A client certificate (an end-entity certificate or an RFC 3820 proxy of one) is mapped to an
+  identity name through a grid-mapfile (``"/DC=org/CN=Name" name``); the name's scopes come from
+  ``auth.identities`` (a mapped identity without an entry may read everything, nothing more).
+* Anonymous callers may read below ``auth.public_read`` prefixes; nothing else. Writes,
+  deletions and staging are never anonymous.
+
+``storage.modify`` implies ``storage.create`` (WLCG profile: modify covers writing new data).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from archive.config import AuthConfig
+from archive.errors import ConfigError, Unauthorized
+from archive.paths import under
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("read", "create", "modify", "stage")
+PROXY_CERT_INFO = ObjectIdentifier("1.3.6.1.5.5.7.1.14")
+_SHORT = {NameOID.DOMAIN_COMPONENT: "DC", NameOID.COMMON_NAME: "CN",
+          NameOID.ORGANIZATION_NAME: "O", NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+          NameOID.COUNTRY_NAME: "C", NameOID.LOCALITY_NAME: "L",
+          NameOID.STATE_OR_PROVINCE_NAME: "ST", NameOID.EMAIL_ADDRESS: "emailAddress"}
+
+
+@dataclass(frozen=True)
+class Scope:
+    action: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str, base: str = "/") -> Scope | None:
+        """``storage.read:/data`` -> Scope('read', '/data'); other scopes -> None."""
+        name, _, path = text.partition(":")
+        if not name.startswith("storage."):
+            return None
+        action = name[len("storage."):]
+        if action not in ACTIONS:
+            return None
+        path = path or "/"
+        full = (base.rstrip("/") + "/" + path.lstrip("/")).rstrip("/") or "/"
+        return cls(action, full)
+
+
+@dataclass
+class Identity:
+    name: str
+    method: str  # anonymous | token | x509
+    scopes: list[Scope] = field(default_factory=list)
+    dn: str | None = None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.method == "anonymous"
+
+    def allows(self, action: str, path: str) -> bool:
+        wanted = {"create": ("create", "modify")}.get(action, (action,))
+        return any(s.action in wanted and under(path, s.path) for s in self.scopes)
+
+
+def dn_of(name: x509.Name) -> str:
+    return "".join(f"/{_SHORT.get(a.oid, a.oid.dotted_string)}={a.value}" for a in name)
+
+
+def eec_dn(cert_der: bytes) -> str:
+    """The identity DN of a client certificate: for an RFC 3820 proxy, its issuer's DN with the
+    proxy CN components removed; else the subject DN."""
+    cert = x509.load_der_x509_certificate(cert_der)
+    try:
+        cert.extensions.get_extension_for_oid(PROXY_CERT_INFO)
+    except x509.ExtensionNotFound:
+        return dn_of(cert.subject)
+    attrs = list(cert.issuer)
+    # a proxy of a proxy: strip the numeric (or legacy "proxy") CNs added by each delegation
+    while len(attrs) > 1 and attrs[-1].oid == NameOID.COMMON_NAME and (
+            str(attrs[-1].value).isdigit() or attrs[-1].value in ("proxy", "limited proxy")):
+        attrs.pop()
+    return dn_of(x509.Name(attrs))
+
+
+def read_gridmap(path: str | Path) -> dict[str, str]:
+    """``"DN" name[,name2]`` lines -> {DN: first name}; comments and blank lines skipped."""
+    out: dict[str, str] = {}
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read grid-mapfile: {err}") from err
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            parts = shlex.split(line)
+        except ValueError as err:
+            raise ConfigError(f"{path}:{n}: {err}") from err
+        if len(parts) < 2:
+            raise ConfigError(f"{path}:{n}: expected '\"DN\" identity'")
+        out[parts[0]] = parts[1].split(",")[0]
+    return out
+
+
+class Authenticator:
+    def __init__(self, cfg: AuthConfig):
+        self.cfg = cfg
+        self.gridmap = read_gridmap(cfg.gridmap_file) if cfg.gridmap_file else {}
+        self.keys = []
+        for k in cfg.token_keys:
+            if k.public_key_file:
+                try:
+                    key = Path(k.public_key_file).read_text()
+                except OSError as err:
+                    raise ConfigError(f"auth.token_keys: {k.public_key_file}: {err}") from err
+            elif k.secret:
+                key = k.secret
+            else:
+                raise ConfigError(f"auth.token_keys: issuer {k.issuer!r} has no key")
+            self.keys.append((k, key))
+        self.public = [Scope("read", p.rstrip("/") or "/") for p in cfg.public_read]
+
+    def anonymous(self) -> Identity:
+        return Identity("anonymous", "anonymous", list(self.public))
+
+    def from_token(self, token: str) -> Identity:
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as err:
+            raise Unauthorized(f"malformed bearer token: {err}") from err
+        iss = unverified.get("iss", "")
+        candidates = [(k, key) for k, key in self.keys if not k.issuer or k.issuer == iss]
+        if not candidates:
+            raise Unauthorized(f"bearer token issuer {iss!r} is not trusted")
+        last: Exception | None = None
+        for k, key in candidates:
+            try:
+                claims = jwt.decode(
+                    token, key, algorithms=[k.algorithm],
+                    audience=self.cfg.token_audience or None,
+                    issuer=k.issuer or None,
+                    options={"verify_aud": bool(self.cfg.token_audience),
+                             "require": ["exp"]},
+                    leeway=30,
+                )
+                break
+            except jwt.PyJWTError as err:
+                last = err
+        else:
+            raise Unauthorized(f"bearer token rejected: {last}")
+        scopes = [s for s in (Scope.parse(t, self.cfg.token_base_path)
+                              for t in str(claims.get("scope", "")).split()) if s]
+        return Identity(str(claims.get("sub", "token")), "token", scopes + list(self.public))
+
+    def from_certificate(self, cert_der: bytes) -> Identity:
+        dn = eec_dn(cert_der)
+        name = self.gridmap.get(dn)
+        if name is None:
+            raise Unauthorized(f"certificate {dn} is not in the grid-mapfile")
+        scope_texts = self.cfg.identities.get(name, ["storage.read:/"])
+        scopes = [s for s in (Scope.parse(t) for t in scope_texts) if s]
+        return Identity(name, "x509", scopes + list(self.public), dn=dn)
+
+    def identify(self, authorization: str | None, cert_der: bytes | None) -> Identity:
+        if authorization:
+            kind, _, value = authorization.partition(" ")
+            if kind.lower() == "bearer" and value.strip():
+                return self.from_token(value.strip())
+            if kind.lower() != "basic":  # basic is ignored (no passwords here)
+                raise Unauthorized(f"unsupported Authorization scheme {kind!r}")
+        if cert_der:
+            return self.from_certificate(cert_der)
+        return self.anonymous()

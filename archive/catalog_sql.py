@@ -1,0 +1,708 @@
+"""One SQL implementation of :class:`~archive.catalog.CatalogStore` for SQLite and PostgreSQL.
+
+Why shared: the schema and every query are plain SQL that both engines run; a backend only
+supplies a per-thread DB-API connection, its transaction start, and a few type names
+(``Dialect``). Queries are written with ``?`` placeholders and translated for psycopg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from archive.catalog import (
+    DirEntry,
+    DiskReplica,
+    FileEntry,
+    LogRecord,
+    Product,
+    Recall,
+    SearchQuery,
+    StageFile,
+    StageRequest,
+    TapeReplica,
+)
+from archive.errors import AlreadyExists, Conflict, NotFound
+from archive.paths import ancestors, parent_of
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    path_type: str  # text type for paths: binary ordering makes prefix ranges work
+    float_type: str = "DOUBLE PRECISION"
+    placeholder: str = "?"
+    keyed_table: str = ""  # SQLite: " WITHOUT ROWID" (one B-tree fewer per text-keyed table)
+
+
+def schema(d: Dialect) -> list[str]:
+    P, F = d.path_type, d.float_type
+    return [
+        f"""CREATE TABLE IF NOT EXISTS files (
+            file_id TEXT PRIMARY KEY, path {P} NOT NULL UNIQUE, parent {P} NOT NULL,
+            size BIGINT NOT NULL, adler32 TEXT NOT NULL, sha256 TEXT NOT NULL,
+            owner TEXT NOT NULL, created {F} NOT NULL, modified {F} NOT NULL, seq BIGINT NOT NULL)
+            {d.keyed_table}""",
+        "CREATE INDEX IF NOT EXISTS files_parent ON files(parent)",
+        f"""CREATE TABLE IF NOT EXISTS dirs (
+            path {P} PRIMARY KEY, parent {P} NOT NULL, owner TEXT NOT NULL, created {F} NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS dirs_parent ON dirs(parent)",
+        f"""CREATE TABLE IF NOT EXISTS disk_replicas (
+            file_id TEXT PRIMARY KEY, size BIGINT NOT NULL, created {F} NOT NULL,
+            last_access {F} NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS tape_replicas (
+            file_id TEXT NOT NULL, copy_no INTEGER NOT NULL, pool TEXT NOT NULL, tape TEXT NOT NULL,
+            fseq INTEGER NOT NULL, block BIGINT NOT NULL, "offset" BIGINT NOT NULL,
+            record_size BIGINT NOT NULL, PRIMARY KEY (file_id, copy_no))""",
+        "CREATE INDEX IF NOT EXISTS tape_replicas_tape ON tape_replicas(tape, fseq)",
+        f"""CREATE TABLE IF NOT EXISTS products (
+            file_id TEXT PRIMARY KEY, telescope TEXT, instrument TEXT, object TEXT,
+            ra {F}, dec {F}, date_obs TEXT, t_obs {F}, exptime {F}, project TEXT,
+            observation TEXT, product_type TEXT, extra TEXT, zone INTEGER){d.keyed_table}""",
+        "CREATE INDEX IF NOT EXISTS products_zone ON products(zone, ra)",
+        "CREATE INDEX IF NOT EXISTS products_project ON products(project)",
+        "CREATE INDEX IF NOT EXISTS products_obs ON products(observation)",
+        "CREATE INDEX IF NOT EXISTS products_t ON products(t_obs)",
+        f"""CREATE TABLE IF NOT EXISTS stage_requests (
+            request_id TEXT PRIMARY KEY, owner TEXT NOT NULL, created {F} NOT NULL,
+            started {F}, completed {F})""",
+        f"""CREATE TABLE IF NOT EXISTS stage_files (
+            request_id TEXT NOT NULL, path {P} NOT NULL, file_id TEXT, state TEXT NOT NULL,
+            error TEXT, lifetime {F} NOT NULL, finished {F}, PRIMARY KEY (request_id, path))""",
+        "CREATE INDEX IF NOT EXISTS stage_files_file ON stage_files(file_id, state)",
+        f"""CREATE TABLE IF NOT EXISTS recalls (
+            file_id TEXT PRIMARY KEY, requested {F} NOT NULL, bad_tapes TEXT NOT NULL,
+            attempts INTEGER NOT NULL, state TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS pins (
+            file_id TEXT NOT NULL, request_id TEXT NOT NULL, expires {F} NOT NULL,
+            PRIMARY KEY (file_id, request_id))""",
+        f"""CREATE TABLE IF NOT EXISTS tape_log (
+            seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, path {P} NOT NULL, target {P} NOT NULL,
+            at {F} NOT NULL, owner TEXT NOT NULL)""",
+        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    ]
+
+
+_FILE_COLS = "file_id, path, size, adler32, sha256, owner, created, modified, seq"
+_PRODUCT_COLS = ("telescope", "instrument", "object", "ra", "dec", "date_obs", "t_obs", "exptime",
+                 "project", "observation", "product_type")
+
+
+ZONE_DEG = 0.5  # declination zone height: a cone is a few (zone, ra-range) index scans
+
+
+def zone_of(dec: float | None) -> int | None:
+    return None if dec is None else int(math.floor((dec + 90.0) / ZONE_DEG))
+
+
+def _file(row: Any) -> FileEntry:
+    return FileEntry(row[0], row[1], int(row[2]), row[3], row[4], row[5], float(row[6]),
+                     float(row[7]), int(row[8]))
+
+
+def _prefix_bounds(prefix: str) -> tuple[str, str]:
+    """Range [lo, hi) of paths strictly inside ``prefix`` (binary ordering)."""
+    base = prefix.rstrip("/") + "/"
+    return base, base[:-1] + chr(ord("/") + 1)
+
+
+class SqlCatalog:
+    """Shared implementation; subclasses provide ``_connect()``, ``_begin()`` and ``dialect``."""
+
+    backend = "sql"
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all_conns: list[Any] = []
+        self._conns_lock = threading.Lock()
+        self._init_schema()
+
+    # -- connection and transactions --------------------------------------------------------
+    def _connect(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.dialect.placeholder == "?" else sql.replace("?", "%s")
+
+    def _x(self, sql: str, params: tuple | list = ()) -> Any:
+        return self._conn().execute(self._sql(sql), params)
+
+    def _many(self, sql: str, rows: Iterable[tuple]) -> None:
+        conn = self._conn()
+        cur = conn.cursor()
+        cur.executemany(self._sql(sql), list(rows))
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[None]:
+        """A transaction; nested calls join the outer one."""
+        conn = self._conn()
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
+        self._begin(conn)
+        self._local.depth = 1
+        try:
+            yield
+        except BaseException:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+            raise
+        self._local.depth = 0
+        conn.execute("COMMIT")
+
+    def _init_schema(self) -> None:
+        with self.tx():
+            for stmt in schema(self.dialect):
+                self._x(stmt)
+            self._x("INSERT INTO counters(name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING")
+            self._x("INSERT INTO dirs(path, parent, owner, created) VALUES ('/', '/', 'root', 0) "
+                    "ON CONFLICT (path) DO NOTHING")
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for conn in self._all_conns:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            self._all_conns.clear()
+        self._local = threading.local()
+
+    def next_seq(self, count: int = 1) -> int:
+        """Reserve ``count`` global sequence numbers; returns the first."""
+        with self.tx():
+            self._x("UPDATE counters SET value = value + ? WHERE name = 'seq'", (count,))
+            (value,) = self._x("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return int(value) - count + 1
+
+    # -- namespace --------------------------------------------------------------------------
+    def get_file(self, path: str) -> FileEntry | None:
+        row = self._x(f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (path,)).fetchone()
+        return _file(row) if row else None
+
+    def get_file_by_id(self, file_id: str) -> FileEntry | None:
+        row = self._x(f"SELECT {_FILE_COLS} FROM files WHERE file_id = ?", (file_id,)).fetchone()
+        return _file(row) if row else None
+
+    def get_dir(self, path: str) -> DirEntry | None:
+        row = self._x("SELECT path, owner, created FROM dirs WHERE path = ?", (path,)).fetchone()
+        return DirEntry(row[0], row[1], float(row[2])) if row else None
+
+    def _log(self, kind: str, path: str, target: str, now: float, owner: str) -> None:
+        seq = self.next_seq()
+        self._x("INSERT INTO tape_log(seq, kind, path, target, at, owner) VALUES (?,?,?,?,?,?)",
+                (seq, kind, path, target, now, owner))
+
+    def make_dirs(self, path: str, owner: str, now: float, log: bool = True) -> None:
+        """Create ``path`` and its missing ancestors (``mkdir -p``); a file in the way is a 409."""
+        with self.tx():
+            for p in [*ancestors(path), path] if path != "/" else []:
+                if self.get_dir(p):
+                    continue
+                if self.get_file(p):
+                    raise Conflict(p, "a file exists where a collection is needed")
+                self._x("INSERT INTO dirs(path, parent, owner, created) VALUES (?,?,?,?)",
+                        (p, parent_of(p), owner, now))
+                if log:
+                    self._log("mkdir", p, "", now, owner)
+
+    def remove_dir(self, path: str, now: float) -> None:
+        with self.tx():
+            if not self.get_dir(path):
+                raise NotFound(path)
+            if path == "/":
+                raise Conflict(path, "the root collection cannot be removed")
+            lo, hi = _prefix_bounds(path)
+            n = self._x("SELECT COUNT(*) FROM files WHERE path >= ? AND path < ?", (lo, hi)).fetchone()[0]
+            m = self._x("SELECT COUNT(*) FROM dirs WHERE path >= ? AND path < ?", (lo, hi)).fetchone()[0]
+            if n or m:
+                raise Conflict(path, "collection is not empty")
+            self._x("DELETE FROM dirs WHERE path = ?", (path,))
+            self._log("rmdir", path, "", now, "")
+
+    def list_dir(self, path: str) -> tuple[list[DirEntry], list[FileEntry]]:
+        dirs = [DirEntry(r[0], r[1], float(r[2])) for r in self._x(
+            "SELECT path, owner, created FROM dirs WHERE parent = ? AND path <> '/' ORDER BY path",
+            (path,)).fetchall()]
+        files = [_file(r) for r in self._x(
+            f"SELECT {_FILE_COLS} FROM files WHERE parent = ? ORDER BY path", (path,)).fetchall()]
+        return dirs, files
+
+    def _put_product(self, p: Product) -> None:
+        cols = ("file_id", *_PRODUCT_COLS, "extra", "zone")
+        vals = (p.file_id, *(getattr(p, c) for c in _PRODUCT_COLS), json.dumps(p.extra),
+                zone_of(p.dec))
+        self._x("DELETE FROM products WHERE file_id = ?", (p.file_id,))
+        self._x(f"INSERT INTO products({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                vals)
+
+    def _drop_file_rows(self, file_id: str) -> None:
+        for table in ("files", "disk_replicas", "tape_replicas", "products", "recalls", "pins"):
+            self._x(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+
+    def commit_file(self, entry: FileEntry, disk: bool, product: Product | None) -> str | None:
+        """Insert (or replace) the file at ``entry.path``; returns the replaced file id, if any.
+
+        Parents are created. The disk replica and product metadata are recorded in the same
+        transaction, so a crash leaves either the old state or the whole new file.
+        """
+        with self.tx():
+            if self.get_dir(entry.path):
+                raise AlreadyExists(entry.path)
+            self.make_dirs(parent_of(entry.path), entry.owner, entry.modified)
+            old = self.get_file(entry.path)
+            if old:
+                self._drop_file_rows(old.file_id)
+            if not entry.seq:
+                entry.seq = self.next_seq()
+            self._x(f"INSERT INTO files({_FILE_COLS}, parent) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (entry.file_id, entry.path, entry.size, entry.adler32, entry.sha256,
+                     entry.owner, entry.created, entry.modified, entry.seq,
+                     parent_of(entry.path)))
+            if disk:
+                self.add_disk_replica(entry.file_id, entry.size, entry.modified)
+            if product:
+                product.file_id = entry.file_id
+                self._put_product(product)
+        return old.file_id if old else None
+
+    def delete_file(self, path: str, now: float) -> FileEntry | None:
+        with self.tx():
+            old = self.get_file(path)
+            if not old:
+                return None
+            self._drop_file_rows(old.file_id)
+            self._x("UPDATE stage_files SET state = 'FAILED', error = 'file deleted', finished = ? "
+                    "WHERE file_id = ? AND state IN ('SUBMITTED', 'STARTED')", (now, old.file_id))
+            self._log("delete", path, "", now, "")
+        return old
+
+    def move(self, src: str, dst: str, now: float) -> None:
+        """Rename a file or a whole collection (catalog only: storage is keyed by file id)."""
+        with self.tx():
+            if self.get_file(dst) or self.get_dir(dst):
+                raise AlreadyExists(dst)
+            f = self.get_file(src)
+            if f:
+                self.make_dirs(parent_of(dst), f.owner, now)
+                self._x("UPDATE files SET path = ?, parent = ?, modified = ? WHERE file_id = ?",
+                        (dst, parent_of(dst), now, f.file_id))
+            elif self.get_dir(src) and src != "/":
+                if dst.startswith(src + "/"):
+                    raise Conflict(dst, "cannot move a collection into itself")
+                self.make_dirs(parent_of(dst), "", now)
+                lo, hi = _prefix_bounds(src)
+                for table in ("files", "dirs"):
+                    rows = self._x(f"SELECT path FROM {table} WHERE path = ? OR (path >= ? AND path < ?)",
+                                   (src, lo, hi)).fetchall()
+                    for (p,) in rows:
+                        new = dst + p[len(src):]
+                        self._x(f"UPDATE {table} SET path = ?, parent = ? WHERE path = ?",
+                                (new, parent_of(new), p))
+            else:
+                raise NotFound(src)
+            self._log("move", src, dst, now, "")
+
+    def bulk_insert(self, entries: Iterable[tuple[FileEntry, Product | None]]) -> int:
+        """Fast path for catalog loads (benchmarks, rebuilds): no checks, one transaction."""
+        files, prods = [], []
+        for e, p in entries:
+            files.append((e.file_id, e.path, e.size, e.adler32, e.sha256, e.owner, e.created,
+                          e.modified, e.seq, parent_of(e.path)))
+            if p:
+                prods.append((e.file_id, *(getattr(p, c) for c in _PRODUCT_COLS),
+                              json.dumps(p.extra) if p.extra else None, zone_of(p.dec)))
+        files.sort()  # key order: B-tree inserts stay local
+        prods.sort(key=lambda r: r[0])
+        with self.tx():
+            self._many(f"INSERT INTO files({_FILE_COLS}, parent) VALUES (?,?,?,?,?,?,?,?,?,?)", files)
+            if prods:
+                cols = ("file_id", *_PRODUCT_COLS, "extra", "zone")
+                self._many(f"INSERT INTO products({', '.join(cols)}) "
+                           f"VALUES ({', '.join('?' * len(cols))})", prods)
+        return len(files)
+
+    def all_file_ids(self) -> set[str]:
+        return {r[0] for r in self._x("SELECT file_id FROM files").fetchall()}
+
+    def count_files(self) -> int:
+        return int(self._x("SELECT COUNT(*) FROM files").fetchone()[0])
+
+    def iter_files(self) -> Iterator[FileEntry]:
+        for row in self._x(f"SELECT {_FILE_COLS} FROM files ORDER BY path").fetchall():
+            yield _file(row)
+
+    # -- replicas ---------------------------------------------------------------------------
+    def disk_replica(self, file_id: str) -> DiskReplica | None:
+        row = self._x("SELECT file_id, size, created, last_access FROM disk_replicas "
+                      "WHERE file_id = ?", (file_id,)).fetchone()
+        return DiskReplica(row[0], int(row[1]), float(row[2]), float(row[3])) if row else None
+
+    def disk_replicas(self) -> list[DiskReplica]:
+        return [DiskReplica(r[0], int(r[1]), float(r[2]), float(r[3])) for r in self._x(
+            "SELECT file_id, size, created, last_access FROM disk_replicas").fetchall()]
+
+    def add_disk_replica(self, file_id: str, size: int, now: float) -> None:
+        self._x("INSERT INTO disk_replicas(file_id, size, created, last_access) VALUES (?,?,?,?) "
+                "ON CONFLICT (file_id) DO UPDATE SET last_access = excluded.last_access",
+                (file_id, size, now, now))
+
+    def remove_disk_replica(self, file_id: str) -> None:
+        self._x("DELETE FROM disk_replicas WHERE file_id = ?", (file_id,))
+
+    def touch_disk(self, file_id: str, now: float) -> None:
+        self._x("UPDATE disk_replicas SET last_access = ? WHERE file_id = ?", (now, file_id))
+
+    def tape_replicas(self, file_id: str) -> list[TapeReplica]:
+        return [TapeReplica(r[0], int(r[1]), r[2], r[3], int(r[4]), int(r[5]), int(r[6]), int(r[7]))
+                for r in self._x('SELECT file_id, copy_no, pool, tape, fseq, block, "offset", '
+                                 "record_size FROM tape_replicas WHERE file_id = ? ORDER BY copy_no",
+                                 (file_id,)).fetchall()]
+
+    def add_tape_replica(self, rep: TapeReplica) -> None:
+        self._x('INSERT INTO tape_replicas(file_id, copy_no, pool, tape, fseq, block, "offset", '
+                "record_size) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (file_id, copy_no) DO UPDATE SET "
+                'pool = excluded.pool, tape = excluded.tape, fseq = excluded.fseq, '
+                'block = excluded.block, "offset" = excluded."offset", '
+                "record_size = excluded.record_size",
+                (rep.file_id, rep.copy_no, rep.pool, rep.tape, rep.fseq, rep.block, rep.offset,
+                 rep.record_size))
+
+    def migration_candidates(self, copies: int) -> list[tuple[FileEntry, list[int]]]:
+        """Files on disk with fewer than ``copies`` tape copies, oldest first, with copies held."""
+        rows = self._x(
+            f"SELECT {', '.join('f.' + c for c in _FILE_COLS.split(', '))} "
+            "FROM files f JOIN disk_replicas d ON d.file_id = f.file_id "
+            "WHERE (SELECT COUNT(*) FROM tape_replicas t WHERE t.file_id = f.file_id) < ? "
+            "ORDER BY f.modified", (copies,)).fetchall()
+        out = []
+        for r in rows:
+            f = _file(r)
+            held = [] if copies == 1 else [int(x[0]) for x in self._x(
+                "SELECT copy_no FROM tape_replicas WHERE file_id = ?", (f.file_id,)).fetchall()]
+            out.append((f, held))
+        return out
+
+    def pending_log(self) -> list[LogRecord]:
+        return [LogRecord(int(r[0]), r[1], r[2], r[3], float(r[4]), r[5]) for r in self._x(
+            "SELECT seq, kind, path, target, at, owner FROM tape_log ORDER BY seq").fetchall()]
+
+    def drop_log(self, seqs: list[int]) -> None:
+        with self.tx():
+            self._many("DELETE FROM tape_log WHERE seq = ?", [(s,) for s in seqs])
+
+    # -- products and search ----------------------------------------------------------------
+    def get_product(self, file_id: str) -> Product | None:
+        row = self._x(f"SELECT {', '.join(_PRODUCT_COLS)}, extra FROM products WHERE file_id = ?",
+                      (file_id,)).fetchone()
+        if not row:
+            return None
+        kw = dict(zip(_PRODUCT_COLS, row[:-1], strict=True))
+        return Product(file_id=file_id, extra=json.loads(row[-1]) if row[-1] else {}, **kw)
+
+    def _search_sql(self, q: SearchQuery, after: str) -> tuple[str, list[Any], bool]:
+        where: list[str] = []
+        params: list[Any] = []
+        prefix = q.path_prefix.rstrip("/") or "/"
+        if prefix != "/":
+            lo, hi = _prefix_bounds(prefix)
+            where.append("(f.path = ? OR (f.path >= ? AND f.path < ?))")
+            params += [prefix, lo, hi]
+        if after:
+            where.append("f.path > ?")
+            params.append(after)
+        product_filter = False
+        for col in ("project", "observation", "instrument", "telescope", "object", "product_type"):
+            value = getattr(q, col)
+            if value is not None:
+                where.append(f"p.{col} = ?")
+                params.append(value)
+                product_filter = True
+        if q.time_min is not None:
+            where.append("p.t_obs >= ?")
+            params.append(q.time_min)
+            product_filter = True
+        if q.time_max is not None:
+            where.append("p.t_obs <= ?")
+            params.append(q.time_max)
+            product_filter = True
+        cone = q.ra is not None and q.dec is not None and q.radius is not None
+        if cone:
+            r = float(q.radius)
+            dmin, dmax = max(-90.0, q.dec - r), min(90.0, q.dec + r)
+            zones = range(zone_of(dmin), zone_of(dmax) + 1)
+            where.append(f"p.zone IN ({', '.join(str(z) for z in zones)})")
+            where.append("p.dec BETWEEN ? AND ?")
+            params += [dmin, dmax]
+            if dmax < 90 and dmin > -90:
+                cosd = min(math.cos(math.radians(dmin)), math.cos(math.radians(dmax)))
+                dra = r / max(cosd, 1e-9)
+                if dra < 180:
+                    lo_ra, hi_ra = (q.ra - dra) % 360, (q.ra + dra) % 360
+                    where.append("p.ra BETWEEN ? AND ?" if lo_ra <= hi_ra
+                                 else "(p.ra >= ? OR p.ra <= ?)")
+                    params += [lo_ra, hi_ra]
+        join = "JOIN" if (cone or product_filter) else "LEFT JOIN"
+        sql = (f"SELECT {', '.join('f.' + c for c in _FILE_COLS.split(', '))}, "
+               f"{', '.join('p.' + c for c in _PRODUCT_COLS)}, p.extra, p.file_id "
+               f"FROM files f {join} products p ON p.file_id = f.file_id "
+               + (f"WHERE {' AND '.join(where)} " if where else "")
+               + "ORDER BY f.path LIMIT ?")
+        return sql, params, cone
+
+    def search(self, q: SearchQuery) -> list[tuple[FileEntry, Product | None]]:
+        """Filtered, path-ordered, keyset-paged search; a cone is a dec/ra box refined exactly."""
+        out: list[tuple[FileEntry, Product | None]] = []
+        after = q.after
+        while True:
+            sql, params, cone = self._search_sql(q, after)
+            batch = max(q.limit, 1) * (4 if cone else 1)
+            rows = self._x(sql, (*params, batch)).fetchall()
+            for row in rows:
+                f = _file(row)
+                prod = None
+                if row[-1] is not None:
+                    n = len(_PRODUCT_COLS)
+                    kw = dict(zip(_PRODUCT_COLS, row[9:9 + n], strict=True))
+                    extra = row[9 + n]
+                    prod = Product(file_id=f.file_id, extra=json.loads(extra) if extra else {}, **kw)
+                if cone and (prod is None or prod.ra is None or prod.dec is None
+                             or _sep_deg(q.ra, q.dec, prod.ra, prod.dec) > q.radius):
+                    continue
+                out.append((f, prod))
+                if len(out) >= q.limit:
+                    return out
+            if len(rows) < batch or not cone:
+                return out
+            after = _file(rows[-1]).path
+
+    # -- staging, recalls, pins -------------------------------------------------------------
+    def create_stage_request(self, req: StageRequest) -> None:
+        with self.tx():
+            self._x("INSERT INTO stage_requests(request_id, owner, created, started, completed) "
+                    "VALUES (?,?,?,?,?)",
+                    (req.request_id, req.owner, req.created, req.started, req.completed))
+            self._many("INSERT INTO stage_files(request_id, path, file_id, state, error, lifetime, "
+                       "finished) VALUES (?,?,?,?,?,?,?) ON CONFLICT (request_id, path) DO NOTHING",
+                       [(req.request_id, f.path, f.file_id, f.state, f.error, f.lifetime,
+                         f.finished) for f in req.files])
+
+    def get_stage_request(self, request_id: str) -> StageRequest | None:
+        row = self._x("SELECT request_id, owner, created, started, completed FROM stage_requests "
+                      "WHERE request_id = ?", (request_id,)).fetchone()
+        if not row:
+            return None
+        files = [StageFile(*r[:4], r[4], float(r[5]), r[6]) for r in self._x(
+            "SELECT request_id, path, file_id, state, error, lifetime, finished FROM stage_files "
+            "WHERE request_id = ? ORDER BY path", (request_id,)).fetchall()]
+        return StageRequest(row[0], row[1], float(row[2]), row[3], row[4], files)
+
+    def update_stage_files(self, request_id: str | None, file_id: str | None, state: str,
+                           error: str | None, now: float, paths: list[str] | None = None,
+                           only_states: tuple[str, ...] = ()) -> list[StageFile]:
+        """Set ``state`` on matching stage files; returns the rows changed (before the change)."""
+        where, params = [], []
+        if request_id is not None:
+            where.append("request_id = ?")
+            params.append(request_id)
+        if file_id is not None:
+            where.append("file_id = ?")
+            params.append(file_id)
+        if only_states:
+            where.append(f"state IN ({', '.join('?' * len(only_states))})")
+            params += list(only_states)
+        if paths is not None:
+            if not paths:
+                return []
+            where.append(f"path IN ({', '.join('?' * len(paths))})")
+            params += paths
+        cond = " AND ".join(where) or "1=1"
+        with self.tx():
+            rows = [StageFile(*r[:4], r[4], float(r[5]), r[6]) for r in self._x(
+                "SELECT request_id, path, file_id, state, error, lifetime, finished FROM stage_files "
+                f"WHERE {cond}", params).fetchall()]
+            terminal = state in ("COMPLETED", "FAILED", "CANCELLED")
+            self._x(f"UPDATE stage_files SET state = ?, error = ?, finished = ? WHERE {cond}",
+                    (state, error, now if terminal else None, *params))
+        return rows
+
+    def set_request_times(self, request_id: str, started: float | None,
+                          completed: float | None) -> None:
+        if started is not None:
+            self._x("UPDATE stage_requests SET started = ? WHERE request_id = ? AND started IS NULL",
+                    (started, request_id))
+        if completed is not None:
+            self._x("UPDATE stage_requests SET completed = ? WHERE request_id = ? "
+                    "AND completed IS NULL", (completed, request_id))
+
+    def delete_stage_request(self, request_id: str) -> None:
+        with self.tx():
+            self._x("DELETE FROM stage_files WHERE request_id = ?", (request_id,))
+            self._x("DELETE FROM stage_requests WHERE request_id = ?", (request_id,))
+
+    def open_stage_files(self) -> list[StageFile]:
+        return [StageFile(*r[:4], r[4], float(r[5]), r[6]) for r in self._x(
+            "SELECT request_id, path, file_id, state, error, lifetime, finished FROM stage_files "
+            "WHERE state IN ('SUBMITTED', 'STARTED')").fetchall()]
+
+    def enqueue_recall(self, file_id: str, now: float) -> None:
+        self._x("INSERT INTO recalls(file_id, requested, bad_tapes, attempts, state) "
+                "VALUES (?, ?, '', 0, 'queued') ON CONFLICT (file_id) DO NOTHING", (file_id, now))
+
+    def _recall(self, r: Any) -> Recall:
+        return Recall(r[0], float(r[1]), [t for t in r[2].split(",") if t], int(r[3]), r[4])
+
+    def recalls(self, states: tuple[str, ...] = ("queued", "active")) -> list[Recall]:
+        return [self._recall(r) for r in self._x(
+            "SELECT file_id, requested, bad_tapes, attempts, state FROM recalls "
+            f"WHERE state IN ({', '.join('?' * len(states))}) ORDER BY requested", states).fetchall()]
+
+    def get_recall(self, file_id: str) -> Recall | None:
+        r = self._x("SELECT file_id, requested, bad_tapes, attempts, state FROM recalls "
+                    "WHERE file_id = ?", (file_id,)).fetchone()
+        return self._recall(r) if r else None
+
+    def update_recall(self, rec: Recall) -> None:
+        self._x("UPDATE recalls SET bad_tapes = ?, attempts = ?, state = ? WHERE file_id = ?",
+                (",".join(rec.bad_tapes), rec.attempts, rec.state, rec.file_id))
+
+    def drop_recall(self, file_id: str) -> None:
+        self._x("DELETE FROM recalls WHERE file_id = ?", (file_id,))
+
+    def add_pin(self, file_id: str, request_id: str, expires: float) -> None:
+        self._x("INSERT INTO pins(file_id, request_id, expires) VALUES (?,?,?) "
+                "ON CONFLICT (file_id, request_id) DO UPDATE SET expires = excluded.expires",
+                (file_id, request_id, expires))
+
+    def release_pins(self, request_id: str | None, file_ids: list[str] | None) -> int:
+        where, params = [], []
+        if request_id is not None:
+            where.append("request_id = ?")
+            params.append(request_id)
+        if file_ids is not None:
+            if not file_ids:
+                return 0
+            where.append(f"file_id IN ({', '.join('?' * len(file_ids))})")
+            params += file_ids
+        cur = self._x(f"DELETE FROM pins WHERE {' AND '.join(where) or '1=1'}", params)
+        return max(cur.rowcount, 0)
+
+    def pins(self, now: float) -> dict[str, float]:
+        """file_id -> latest pin expiry, for pins still valid at ``now``."""
+        return {r[0]: float(r[1]) for r in self._x(
+            "SELECT file_id, MAX(expires) FROM pins WHERE expires > ? GROUP BY file_id",
+            (now,)).fetchall()}
+
+    def expire_pins(self, now: float) -> int:
+        return max(self._x("DELETE FROM pins WHERE expires <= ?", (now,)).rowcount, 0)
+
+    def stats(self) -> dict[str, float]:
+        one = lambda sql: self._x(sql).fetchone()[0] or 0  # noqa: E731
+        return {
+            "files": one("SELECT COUNT(*) FROM files"),
+            "bytes": one("SELECT SUM(size) FROM files"),
+            "disk_files": one("SELECT COUNT(*) FROM disk_replicas"),
+            "disk_bytes": one("SELECT SUM(size) FROM disk_replicas"),
+            "tape_copies": one("SELECT COUNT(*) FROM tape_replicas"),
+            "recalls_queued": one("SELECT COUNT(*) FROM recalls WHERE state = 'queued'"),
+            "recalls_active": one("SELECT COUNT(*) FROM recalls WHERE state = 'active'"),
+            "recalls_lost": one("SELECT COUNT(*) FROM recalls WHERE state = 'lost'"),
+            "stage_files_open": one("SELECT COUNT(*) FROM stage_files "
+                                    "WHERE state IN ('SUBMITTED', 'STARTED')"),
+            "pins": one("SELECT COUNT(*) FROM pins"),
+        }
+
+
+    def queued_recall_copies(self) -> dict[str, list[TapeReplica]]:
+        """Tape copies of every queued recall, in one query (the scheduler's input)."""
+        out: dict[str, list[TapeReplica]] = {}
+        for r in self._x('SELECT t.file_id, t.copy_no, t.pool, t.tape, t.fseq, t.block, '
+                         't."offset", t.record_size FROM recalls r JOIN tape_replicas t '
+                         "ON t.file_id = r.file_id WHERE r.state = 'queued'").fetchall():
+            out.setdefault(r[0], []).append(TapeReplica(r[0], int(r[1]), r[2], r[3], int(r[4]),
+                                                        int(r[5]), int(r[6]), int(r[7])))
+        return out
+
+    @contextlib.contextmanager
+    def bulk_load(self) -> Iterator[None]:
+        """For large loads (benchmarks, migrations from another catalog): the secondary indexes
+        are dropped for the duration and rebuilt at the end, one sorted build each instead of a
+        million random inserts. Primary keys and the unique path stay, so errors still show."""
+        stmts = [st for st in schema(self.dialect) if st.startswith("CREATE INDEX")]
+        names = [st.split("EXISTS ", 1)[1].split(" ", 1)[0] for st in stmts]
+        with self.tx():
+            for name in names:
+                self._x(f"DROP INDEX IF EXISTS {name}")
+        try:
+            yield
+        finally:
+            with self.tx():
+                for st in stmts:
+                    self._x(st)
+
+    def disk_usage(self) -> int:
+        return int(self._x("SELECT COALESCE(SUM(size), 0) FROM disk_replicas").fetchone()[0])
+
+    def analyze(self) -> None:
+        """Refresh planner statistics (after bulk loads: keeps cone queries on the dec index)."""
+        self._x("ANALYZE")
+
+    def tape_copy_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._x(
+            "SELECT file_id, COUNT(*) FROM tape_replicas GROUP BY file_id").fetchall()}
+
+    def bump_seq(self, at_least: int) -> None:
+        self._x("UPDATE counters SET value = ? WHERE name = 'seq' AND value < ?",
+                (at_least, at_least))
+
+    def recall_started(self, file_ids: list[str], now: float) -> None:
+        """Recalls handed to a drive: their stage files go SUBMITTED -> STARTED."""
+        with self.tx():
+            for fid in file_ids:
+                self._x("UPDATE recalls SET state = 'active' WHERE file_id = ?", (fid,))
+                rows = self._x("SELECT DISTINCT request_id FROM stage_files WHERE file_id = ? "
+                               "AND state = 'SUBMITTED'", (fid,)).fetchall()
+                self._x("UPDATE stage_files SET state = 'STARTED' WHERE file_id = ? "
+                        "AND state = 'SUBMITTED'", (fid,))
+                for (rid,) in rows:
+                    self.set_request_times(rid, now, None)
+
+    def finish_requests(self, request_ids: set[str], now: float) -> None:
+        """Stamp ``completed`` on requests that have no open file left."""
+        for rid in request_ids:
+            (n,) = self._x("SELECT COUNT(*) FROM stage_files WHERE request_id = ? "
+                           "AND state IN ('SUBMITTED', 'STARTED')", (rid,)).fetchone()
+            if not n:
+                self.set_request_times(rid, now, now)
+
+    def open_stage_count(self, file_id: str) -> int:
+        return int(self._x("SELECT COUNT(*) FROM stage_files WHERE file_id = ? AND state IN "
+                           "('SUBMITTED', 'STARTED')", (file_id,)).fetchone()[0])
+
+def _sep_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Angular separation in degrees (haversine: accurate at small angles)."""
+    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
+    s = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(s))))
+

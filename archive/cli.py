@@ -1,0 +1,381 @@
+"""``archive``: run and operate the Long Term Archive.
+
+Every command reads one configuration (``--config FILE`` or ``$ARCHIVE_CONFIG``, plus
+``ARCHIVE__SECTION__FIELD`` environment overrides); ``--json`` gives machine-readable output.
+Exit codes: 0 ok, 1 failure, 2 bad usage/config, 4 not found / checksum, 6 file is on tape only,
+7 not authorised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ApplianceError
+from archive.config import ArchiveConfig, load_config
+
+EPILOG = """\
+typical session:
+  archive serve --config lta.yaml                 # HTTPS/WebDAV + Tape REST on server.port
+  archive ingest --config lta.yaml obs/*.fits --dest /lofar/L123   (server stopped, or use HTTP)
+  archive ls /lofar/L123 ; archive stat /lofar/L123/a.fits
+  archive stage /lofar/L123/a.fits --lifetime PT2H ; archive status REQUEST_ID
+  archive release REQUEST_ID
+  archive catalog backup catalog-backup.db ; archive catalog rebuild --into rebuilt.db
+  archive tapes ; archive drives
+configuration: docs/ARCHIVE.md lists every key; a minimal file is just `root: /srv/lta`.
+"""
+
+
+def _print(args: argparse.Namespace, obj: Any, text: str) -> None:
+    print(json.dumps(obj, indent=2, default=str) if args.json else text)
+
+
+def _config(args: argparse.Namespace) -> ArchiveConfig:
+    path = args.config or os.environ.get("ARCHIVE_CONFIG")
+    overrides: dict[str, Any] = {}
+    if getattr(args, "root", None):
+        overrides["root"] = args.root
+    return load_config(path, **overrides)
+
+
+def _archive(args: argparse.Namespace, exclusive: bool):
+    from archive.engine import Archive
+
+    return Archive(_config(args), exclusive=exclusive)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    from archive.server import build_server
+
+    cfg = _config(args)
+    if args.port is not None:
+        cfg.server.port = args.port
+    httpd = build_server(cfg)
+    if cfg.clock.mode == "real":
+        httpd.archive.start()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    info = {"url": f"{httpd.scheme}://{cfg.server.host}:{httpd.port}", "port": httpd.port,
+            "root": str(cfg.root_path), "pid": os.getpid()}
+    # one line, so a supervising process can read the bound port from the first line
+    print(json.dumps(info) if args.json else
+          f"archive serving {info['url']} (root {info['root']}, pid {info['pid']})")
+    sys.stdout.flush()
+    try:
+        httpd.serve_forever(poll_interval=0.2)
+    finally:
+        httpd.server_close()
+        httpd.archive.close()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from archive.paths import normalize
+
+    dest = normalize(args.dest, decoded=True)
+    items: list[tuple[Path, str]] = []
+    for src in args.paths:
+        p = Path(src)
+        if p.is_symlink() and not args.follow_symlinks:
+            raise ApplianceError(f"{p}: is a symbolic link (use --follow-symlinks)")
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_symlink() and not args.follow_symlinks:
+                    raise ApplianceError(f"{f}: is a symbolic link (use --follow-symlinks)")
+                if f.is_file():
+                    items.append((f, f"{dest}/{p.name}/{f.relative_to(p).as_posix()}"))
+        elif p.is_file():
+            items.append((p, f"{dest}/{p.name}"))
+        else:
+            raise ApplianceError(f"{p}: no such file or directory")
+    a = _archive(args, exclusive=True)
+    owner = args.owner or os.environ.get("USER", "archive")
+    done = []
+    try:
+        total = sum(p.stat().st_size for p, _ in items)
+        with tqdm(total=total, unit="B", unit_scale=True, desc="ingest",
+                  disable=args.json or not sys.stderr.isatty()) as bar:
+            for src, logical in items:
+                e = a.ingest_local(src, logical, owner, follow_symlinks=args.follow_symlinks)
+                done.append(e.to_json())
+                bar.update(e.size)
+    finally:
+        a.close()
+    _print(args, done, "\n".join(f"{d['adler32']}  {d['size']:>14}  {d['path']}" for d in done)
+           + f"\ningested {len(done)} files; they go to tape within "
+           f"{a.cfg.migration.max_age_seconds:g} s of archive time once the server runs")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from archive.errors import NotFound
+    from archive.paths import normalize
+
+    a = _archive(args, exclusive=False)
+    try:
+        path = normalize(args.path, decoded=True)
+        if not a.catalog.get_dir(path):
+            if a.catalog.get_file(path):
+                return cmd_stat(args)
+            raise NotFound(path)
+        dirs, files = a.catalog.list_dir(path)
+        rows = [{"path": d.path, "type": "collection"} for d in dirs] + [
+            {"path": f.path, "type": "file", "size": f.size, "adler32": f.adler32,
+             "locality": a.locality(f.path)} for f in files]
+    finally:
+        a.close()
+    text = "\n".join(f"{'d' if r['type'] == 'collection' else '-'} {r.get('size', 0):>14} "
+                     f"{r.get('locality', ''):<14} {r['path']}" for r in rows)
+    _print(args, rows, text)
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    a = _archive(args, exclusive=False)
+    try:
+        f = a.stat(args.path)
+        prod = a.catalog.get_product(f.file_id)
+        info = {**f.to_json(), "locality": a.locality(f.path),
+                "tape_copies": [r.__dict__ for r in a.catalog.tape_replicas(f.file_id)],
+                "metadata": prod.to_json() if prod else {}}
+    finally:
+        a.close()
+    text = "\n".join(f"{k:>12}: {v}" for k, v in info.items())
+    _print(args, info, text)
+    return 0
+
+
+def _request_text(req: Any) -> str:
+    from archive.cache import format_time
+
+    lines = [f"request {req.request_id} by {req.owner}: created {format_time(req.created)}, "
+             f"completed {format_time(req.completed) or '-'}"]
+    lines += [f"  {f.state:<10} {f.path}" + (f"  ({f.error})" if f.error else "")
+              for f in req.files]
+    return "\n".join(lines)
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from archive.taperest import request_json
+
+    a = _archive(args, exclusive=False)
+    try:
+        rid = a.stage([(p, args.lifetime) for p in args.paths], args.owner or "cli")
+        req = a.stage_status(rid)
+        deadline = time.monotonic() + args.wait
+        while args.wait and req.completed is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            req = a.stage_status(rid)
+    finally:
+        a.close()
+    _print(args, request_json(req), _request_text(req))
+    failed = any(f.state == "FAILED" for f in req.files)
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from archive.taperest import request_json
+
+    a = _archive(args, exclusive=False)
+    try:
+        req = a.stage_status(args.request_id)
+    finally:
+        a.close()
+    _print(args, request_json(req), _request_text(req))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    a = _archive(args, exclusive=False)
+    try:
+        n = a.release(args.request_id, args.paths or None)
+    finally:
+        a.close()
+    _print(args, {"released_pins": n}, f"released {n} pins")
+    return 0
+
+
+def cmd_catalog_backup(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    from archive.catalog import open_catalog
+
+    cat = open_catalog(cfg)
+    try:
+        if cfg.catalog.backend != "sqlite":
+            raise ApplianceError("PostgreSQL catalogs are backed up with pg_dump "
+                                 f"(dsn: {cfg.catalog.dsn.split('password')[0]}...)")
+        cat.backup(args.dest)  # type: ignore[attr-defined]
+    finally:
+        cat.close()
+    _print(args, {"backup": args.dest}, f"catalog backed up to {args.dest}")
+    return 0
+
+
+def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
+    from archive.catalog_sqlite import SqliteCatalog
+    from archive.engine import _lock_dir
+    from archive.rebuild import rebuild
+    from archive.tape import TapeLibrary
+
+    cfg = _config(args)
+    fd = _lock_dir(cfg.root_path)
+    try:
+        target = Path(args.into) if args.into else cfg.catalog_path
+        if target.exists() and not args.into:
+            if not args.replace:
+                raise ApplianceError(f"{target} exists: pass --replace (it is kept as "
+                                     f"{target.name}.before-rebuild) or --into NEW.db")
+            target.rename(target.with_name(target.name + ".before-rebuild"))
+            for ext in ("-wal", "-shm"):
+                Path(str(target) + ext).unlink(missing_ok=True)
+        elif target.exists():
+            raise ApplianceError(f"{target} already exists")
+        lib = TapeLibrary(cfg.root_path / "tapes", cfg.tape)
+        cat = SqliteCatalog(str(target))
+        disk = cfg.root_path / "disk"
+        try:
+            res = rebuild(lib, cat, lambda fid: disk / fid[:2] / fid)
+        finally:
+            cat.close()
+    finally:
+        os.close(fd)
+    _print(args, res.to_json(), res.report())
+    return 0 if res.ok else 1
+
+
+def cmd_tapes(args: argparse.Namespace) -> int:
+    a = _archive(args, exclusive=False)
+    try:
+        rows = a.tape_report()
+    finally:
+        a.close()
+    text = "\n".join(f"{r['tape']}  {r['pool']}  {r['records']:>6} records  "
+                     f"{r['used_bytes']:>16} / {r['capacity_bytes']} bytes"
+                     + ("  FULL" if r["full"] else "") for r in rows)
+    _print(args, rows, text)
+    return 0
+
+
+def cmd_drives(args: argparse.Namespace) -> int:
+    if args.url:
+        import requests
+
+        r = requests.get(args.url.rstrip("/") + "/metrics", timeout=30,
+                         verify=os.environ.get("X509_CERT_DIR") or True)
+        r.raise_for_status()
+        rows = [line for line in r.text.splitlines() if line.startswith("lta_drive_")]
+        _print(args, rows, "\n".join(rows))
+        return 0
+    cfg = _config(args)
+    rows = [{"drive": f"drive{i}", "mount_seconds": cfg.tape.mount_seconds,
+             "rate_bytes_per_second": cfg.tape.rate_bytes_per_second}
+            for i in range(cfg.tape.drives)]
+    _print(args, rows, "\n".join(f"{r['drive']}: mount {r['mount_seconds']:g} s, "
+                                 f"{r['rate_bytes_per_second'] / 1e6:g} MB/s" for r in rows)
+           + "\n(live drive states: archive drives --url https://HOST:PORT)")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS: an option given before the command is not reset by the command's parser
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", "-c", help="YAML config (default $ARCHIVE_CONFIG)")
+    common.add_argument("--root", help="archive directory (overrides config 'root')")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p = argparse.ArgumentParser(
+        prog="archive",
+        description="The Long Term Archive: tape is the primary store; users search the "
+                    "catalog, stage files from tape to the disk cache (WLCG Tape REST API), and "
+                    "download them over HTTPS/WebDAV (gfal2, davix, curl, rclone).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Any, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[common])
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("serve", cmd_serve, "run the HTTP(S)/WebDAV + Tape REST server and the tape engine")
+    sp.add_argument("--port", type=int, help="override server.port (0 = a free port)")
+    sp = add("ingest", cmd_ingest, "copy local files into the archive (checksummed; FITS "
+             "headers become searchable metadata); needs the server stopped")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--dest", required=True, help="archive collection to put them in, e.g. /lofar/L123")
+    sp.add_argument("--owner", help="owner recorded in the catalog (default $USER)")
+    sp.add_argument("--follow-symlinks", action="store_true",
+                    help="ingest the targets of symbolic links (refused by default)")
+    sp = add("ls", cmd_ls, "list a collection with sizes, adler32 and locality")
+    sp.add_argument("path", nargs="?", default="/")
+    sp = add("stat", cmd_stat, "one file: checksums, locality, tape copies, metadata")
+    sp.add_argument("path")
+    sp = add("stage", cmd_stage, "request files from tape to disk (the running server recalls)")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--lifetime", help="pin lifetime, ISO 8601 duration (default from config)")
+    sp.add_argument("--owner")
+    sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="poll until the request completes (needs a running server)")
+    sp = add("status", cmd_status, "state of a stage request")
+    sp.add_argument("request_id")
+    sp = add("release", cmd_release, "release the disk pins of a stage request")
+    sp.add_argument("request_id")
+    sp.add_argument("paths", nargs="*", metavar="PATH")
+    cat = sub.add_parser("catalog", help="catalog maintenance: backup, rebuild from tapes",
+                         parents=[common])
+    csub = cat.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    sp = csub.add_parser("backup", help="consistent online copy of the SQLite catalog",
+                         parents=[common])
+    sp.add_argument("dest")
+    sp.set_defaults(func=cmd_catalog_backup)
+    sp = csub.add_parser("rebuild", help="reconstruct the catalog from the tapes alone",
+                         parents=[common])
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--into", help="write the rebuilt catalog to this new SQLite file")
+    g.add_argument("--replace", action="store_true",
+                   help="replace the configured catalog (the old one is kept aside)")
+    sp.set_defaults(func=cmd_catalog_rebuild)
+    add("tapes", cmd_tapes, "cartridges: pool, records, bytes used")
+    sp = add("drives", cmd_drives, "tape drives (configured, or live from a server with --url)")
+    sp.add_argument("--url", help="base URL of a running archive server")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for name, default in (("config", None), ("root", None), ("json", False), ("verbose", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ApplianceError as err:
+        print(f"archive: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("archive: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Error types of the archive; each carries the path, request or field at fault.
+
+``status`` is the HTTP status the server answers for it, so the protocol layer maps errors
+without parsing messages; ``exit_code`` serves the CLI.
+"""
+
+from __future__ import annotations
+
+from appliance.errors import ApplianceError
+
+
+class ArchiveError(ApplianceError):
+    status = 500
+    exit_code = 1
+
+
+class NotFound(ArchiveError):
+    status = 404
+    exit_code = 4
+
+    def __init__(self, path: str, what: str = "no such file or collection"):
+        self.path = path
+        super().__init__(f"{path}: {what}")
+
+
+class AlreadyExists(ArchiveError):
+    status = 405
+    exit_code = 4
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(f"{path}: already exists")
+
+
+class Conflict(ArchiveError):
+    status = 409
+    exit_code = 4
+
+    def __init__(self, path: str, why: str):
+        self.path = path
+        super().__init__(f"{path}: {why}")
+
+
+class NearlineOnly(ArchiveError):
+    """A GET of a file whose only copies are on tape: the client must stage it first.
+
+    423 (Locked), not 409: davix maps 409 to EEXIST, and ``gfal-copy -f`` then deletes the
+    destination and retries forever; 423 maps to EPERM and stops at once (checked with gfal2
+    2.21.3). The body says what to do.
+    """
+
+    status = 423
+    exit_code = 6
+
+    def __init__(self, path: str):
+        self.path = path
+        super().__init__(
+            f"{path}: file is on tape only (NEARLINE); stage it first with the WLCG Tape REST API "
+            "(POST /api/v1/stage, e.g. gfal-bringonline or 'archive stage'), then retry"
+        )
+
+
+class BadPath(ArchiveError):
+    status = 400
+    exit_code = 2
+
+    def __init__(self, path: str, why: str = "invalid path"):
+        self.path = path
+        super().__init__(f"{path!r}: {why}")
+
+
+class BadRequest(ArchiveError):
+    status = 400
+    exit_code = 2
+
+
+class Forbidden(ArchiveError):
+    status = 403
+    exit_code = 7
+
+
+class Unauthorized(ArchiveError):
+    status = 401
+    exit_code = 7
+
+
+class DigestMismatch(ArchiveError):
+    status = 400
+    exit_code = 4
+
+    def __init__(self, path: str, algorithm: str, expected: str, actual: str):
+        self.path, self.algorithm, self.expected, self.actual = path, algorithm, expected, actual
+        super().__init__(
+            f"{path}: {algorithm} digest mismatch: client sent {expected}, content is {actual}"
+        )
+
+
+class TapeError(ArchiveError):
+    """A tape read or write failed (drive fault or bad record); the engine retries elsewhere."""
+
+    def __init__(self, tape: str, why: str, drive: str | None = None):
+        self.tape, self.drive = tape, drive
+        super().__init__(f"tape {tape}{' in drive ' + drive if drive else ''}: {why}")
+
+
+class ConfigError(ArchiveError):
+    exit_code = 2
+
+
+class ChecksumError(ArchiveError):
+    """Bytes do not match their recorded checksum (disk file changed, tape record damaged)."""
+
+    exit_code = 4
+
+    def __init__(self, what: str, expected: str, actual: str):
+        self.what, self.expected, self.actual = what, expected, actual
+        super().__init__(f"checksum mismatch for {what}: expected {expected}, got {actual}")

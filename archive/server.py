@@ -1,0 +1,643 @@
+"""The archive's one HTTP(S) server: WebDAV namespace, WLCG Tape REST API, catalog search,
+OpenAPI description and Prometheus metrics.
+
+Built on the standard library's ``ThreadingHTTPServer`` because the wire details gfal2 depends on
+need full control: the ``100 Continue`` interim answer (sent only after authorisation, so a
+refused upload never streams its body), ``sendfile`` for GET on plain HTTP, the TLS context
+(client certificates with ``VERIFY_ALLOW_PROXY_CERTS``; the handshake runs in the connection's
+own thread), and exact status codes (4xx to the macaroon POST, 501 to COPY).
+
+Start it from Python with :func:`serve_in_thread` (returns the server with its bound port) or
+from the command line with ``archive serve --config FILE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from archive import taperest, webdav
+from archive.auth import Authenticator, Identity
+from archive.catalog import SearchQuery
+from archive.config import ArchiveConfig
+from archive.engine import Archive
+from archive.errors import (
+    AlreadyExists,
+    ArchiveError,
+    BadPath,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthorized,
+)
+from archive.paths import normalize
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 20
+MAX_JSON = 64 << 20
+
+
+def make_ssl_context(cfg: ArchiveConfig) -> ssl.SSLContext | None:
+    s = cfg.server
+    if not s.tls_cert:
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(s.tls_cert, s.tls_key or None)
+    if s.ca_dir:
+        ctx.load_verify_locations(capath=s.ca_dir)
+        ctx.verify_mode = ssl.CERT_OPTIONAL  # tokens and public reads need no certificate
+        ctx.verify_flags |= ssl.VERIFY_ALLOW_PROXY_CERTS
+    return ctx
+
+
+class ArchiveHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, cfg: ArchiveConfig, archive: Archive):
+        self.cfg = cfg
+        self.archive = archive
+        self.auth = Authenticator(cfg.auth)
+        self.ssl_context = make_ssl_context(cfg)
+        super().__init__((cfg.server.host, cfg.server.port), Handler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context else "http"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is None:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return super().finish_request(request, client_address)
+        request.settimeout(30)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as err:
+            log.info("TLS handshake with %s failed: %s", client_address, err)
+            return
+        try:
+            tls.settimeout(300)
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ArchiveHTTPServer
+    server_version = "LTA/0.1"
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s %s", self.address_string(), format % args)
+
+    @property
+    def archive(self) -> Archive:
+        return self.server.archive
+
+    def _cert(self) -> bytes | None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            with contextlib.suppress(ValueError):
+                return self.connection.getpeercert(binary_form=True)
+        return None
+
+    def identity(self) -> Identity:
+        if not hasattr(self, "_ident"):
+            self._ident = self.server.auth.identify(self.headers.get("Authorization"),
+                                                    self._cert())
+        return self._ident
+
+    def require(self, action: str, path: str) -> Identity:
+        ident = self.identity()
+        if ident.allows(action, path):
+            return ident
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: storage.{action} needs a bearer token or a client "
+                               "certificate")
+        raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+
+    def split(self) -> tuple[str, dict[str, list[str]]]:
+        u = urlsplit(self.path)
+        return u.path, parse_qs(u.query)
+
+    def send(self, status: int, body: bytes = b"", ctype: str | None = None,
+             headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        # headers and body in one write: no small-segment round trip before the body
+        self._headers_buffer.append(b"\r\n")
+        if body and self.command != "HEAD":
+            self._headers_buffer.append(body)
+        self.flush_headers()
+
+    def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        self.send(status, json.dumps(obj).encode(), "application/json", headers)
+
+    def problem(self, status: int, detail: str, title: str | None = None) -> None:
+        from http import HTTPStatus
+
+        title = title or HTTPStatus(status).phrase
+        body = json.dumps({"status": status, "title": title, "detail": detail}).encode()
+        headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Bearer realm="lta"'
+        self.send(status, body, "application/problem+json", headers)
+
+    def read_body(self, limit: int = MAX_JSON) -> bytes:
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > limit:
+            raise BadRequest(f"request body too large ({n} bytes)")
+        return self.rfile.read(n) if n else b""
+
+    def read_json(self) -> Any:
+        raw = self.read_body()
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError as err:
+            raise BadRequest(f"request body is not JSON: {err}") from err
+
+    def dispatch(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except ArchiveError as err:
+            self._drain()
+            self.problem(err.status, str(err))
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+        except Exception as err:  # noqa: BLE001 - answer 500, keep serving
+            log.exception("internal error on %s %s", self.command, self.path)
+            self.close_connection = True
+            with contextlib.suppress(Exception):
+                self.problem(500, f"internal error: {type(err).__name__}")
+
+    def _drain(self) -> None:
+        """An error before the body was read: read a small body (closing with unread data
+        makes TCP reset the connection before the client reads our answer), else close."""
+        if self.command not in ("PUT", "POST", "PROPFIND", "MKCOL", "COPY", "MOVE") or \
+                getattr(self, "_body_read", False):
+            return
+        self._body_read = True
+        length = self.headers.get("Content-Length")
+        expect = (self.headers.get("Expect") or "").lower() == "100-continue"
+        if length is not None and not expect and int(length) <= (1 << 20):
+            with contextlib.suppress(OSError, ValueError):
+                self.rfile.read(int(length))
+                return
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        if (length is None and not chunked) or (length is not None and int(length) == 0):
+            return  # no body at all
+        self.close_connection = True
+
+    def parse_request(self) -> bool:
+        # one handler object serves every request of a keep-alive connection: reset state
+        self._body_read = False
+        self.__dict__.pop("_ident", None)
+        return super().parse_request()
+
+    def handle_expect_100(self) -> bool:
+        """Authorise an upload before inviting its body (a refused PUT never streams)."""
+        if self.command == "PUT":
+            try:
+                path = normalize(urlsplit(self.path).path)
+                self._check_put(path)
+            except ArchiveError as err:
+                self.close_connection = True
+                self.problem(err.status, str(err))
+                return False
+        return super().handle_expect_100()
+
+    # -- routing -------------------------------------------------------------------------------
+    def _route(self, method: str) -> None:
+        raw, query = self.split()
+        if raw.rstrip("/") == "/.well-known/wlcg-tape-rest-api":
+            if method not in ("GET", "HEAD"):
+                raise BadRequest("discovery is GET only")
+            return self.send_json(200, taperest.discovery(self.server.cfg.server.sitename,
+                                                          self.base_url()))
+        if raw.startswith("/api/v1/") or raw.rstrip("/") == "/api/v1":
+            return self._tape_rest(method, raw[len("/api/v1"):].strip("/"))
+        if raw.startswith("/api/catalog"):
+            return self._catalog_api(method, raw[len("/api/catalog"):].strip("/"), query)
+        if raw.rstrip("/") == "/metrics" and method in ("GET", "HEAD"):
+            from archive.metrics import render
+
+            return self.send(200, render(self.archive).encode(),
+                             "text/plain; version=0.0.4; charset=utf-8")
+        if raw.rstrip("/") == "/openapi.json" and method in ("GET", "HEAD"):
+            from archive.openapi import document
+
+            return self.send_json(200, document(self.base_url()))
+        path = normalize(raw)
+        getattr(self, f"_dav_{method.lower()}")(path, raw)
+
+    def base_url(self) -> str:
+        if self.server.cfg.server.public_url:
+            return self.server.cfg.server.public_url.rstrip("/")
+        host = self.headers.get("Host") or f"{self.server.cfg.server.host}:{self.server.port}"
+        return f"{self.server.scheme}://{host}"
+
+    def do_GET(self) -> None:
+        self.dispatch(self._route, "GET")
+
+    def do_HEAD(self) -> None:
+        self.dispatch(self._route, "HEAD")
+
+    def do_PUT(self) -> None:
+        self.dispatch(self._route, "PUT")
+
+    def do_DELETE(self) -> None:
+        self.dispatch(self._route, "DELETE")
+
+    def do_MKCOL(self) -> None:
+        self.dispatch(self._route, "MKCOL")
+
+    def do_PROPFIND(self) -> None:
+        self.dispatch(self._route, "PROPFIND")
+
+    def do_MOVE(self) -> None:
+        self.dispatch(self._route, "MOVE")
+
+    def do_POST(self) -> None:
+        self.dispatch(self._route, "POST")
+
+    def do_OPTIONS(self) -> None:
+        self.send(200, headers={"DAV": "1", "Allow": "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, "
+                                "PROPFIND, MOVE, POST"})
+
+    def do_COPY(self) -> None:
+        # 501 (not 405 or 404): gfal2 then falls back to a streamed copy.
+        self._drain()
+        self.problem(501, "COPY (third-party copy) is not implemented; stream the data instead")
+
+    def _dav_copy(self, path: str, raw: str) -> None:
+        self.do_COPY()
+
+    # -- WebDAV --------------------------------------------------------------------------------
+    def _dav_get(self, path: str, raw: str) -> None:
+        self.require("read", path)
+        a = self.archive
+        if a.catalog.get_dir(path):
+            dirs, files = a.catalog.list_dir(path)
+            names = [d.path.rsplit("/", 1)[-1] + "/" for d in dirs] + [
+                f.path.rsplit("/", 1)[-1] for f in files]
+            body = "\n".join(names).encode() + (b"\n" if names else b"")
+            return self.send(200, body, "text/plain; charset=utf-8")
+        f, disk = a.open_for_read(path)
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{f.adler32}"',
+                   "Last-Modified": webdav.http_date(f.modified)}
+        digest = webdav.want_digest(self.headers.get("Want-Digest"), f)
+        if digest:
+            headers["Digest"] = digest
+        rng = webdav.parse_range(self.headers.get("Range"), f.size)
+        if rng == "unsatisfiable":
+            return self.send(416, headers={"Content-Range": f"bytes */{f.size}"})
+        start, end = (0, f.size - 1) if rng is None else rng
+        count = max(0, end - start + 1)
+        status = 200 if rng is None else 206
+        if rng is not None:
+            headers["Content-Range"] = f"bytes {start}-{end}/{f.size}"
+        fd = os.open(disk, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(count))
+            self.end_headers()
+            if self.command == "HEAD" or count == 0:
+                return
+            self.wfile.flush()
+            sent = self._sendfile(fd, start, count)
+            a.metrics.http_bytes_sent += sent
+            if sent != count:
+                self.close_connection = True
+        finally:
+            os.close(fd)
+
+    def _sendfile(self, fd: int, offset: int, count: int) -> int:
+        sock = self.connection
+        if not isinstance(sock, ssl.SSLSocket):
+            sent = 0
+            while sent < count:
+                n = os.sendfile(sock.fileno(), fd, offset + sent, count - sent)
+                if n == 0:
+                    break
+                sent += n
+            return sent
+        sent = 0
+        os.lseek(fd, offset, os.SEEK_SET)
+        while sent < count:
+            chunk = os.read(fd, min(CHUNK, count - sent))
+            if not chunk:
+                break
+            sock.sendall(chunk)
+            sent += len(chunk)
+        return sent
+
+    def _dav_head(self, path: str, raw: str) -> None:
+        self.require("read", path)
+        a = self.archive
+        if a.catalog.get_dir(path):
+            return self.send(200, ctype="text/plain; charset=utf-8")
+        f = a.stat(path)
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{f.adler32}"',
+                   "Last-Modified": webdav.http_date(f.modified),
+                   "Content-Length": str(f.size), "Content-Type": "application/octet-stream"}
+        digest = webdav.want_digest(self.headers.get("Want-Digest"), f)
+        if digest:
+            headers["Digest"] = digest
+        self.send_response(200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+
+    def _check_put(self, path: str) -> Identity:
+        a = self.archive
+        if a.catalog.get_dir(path):
+            raise AlreadyExists(path)
+        action = "modify" if a.catalog.get_file(path) else "create"
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: uploads need a bearer token or a client certificate")
+        if not ident.allows(action, path):
+            raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+        return ident
+
+    def _dav_put(self, path: str, raw: str) -> None:
+        ident = self._check_put(path)
+        existed = self.archive.catalog.get_file(path) is not None
+        digests = webdav.parse_digest(self.headers.get("Digest"))
+        te = (self.headers.get("Transfer-Encoding") or "").lower()
+        self._body_read = True
+        if "chunked" in te:
+            reader = _ChunkedReader(self.rfile)
+            entry = self.archive.put_stream(path, reader.read, None, ident.name, digests)
+        else:
+            length = self.headers.get("Content-Length")
+            if length is None:
+                raise BadRequest(f"{path}: PUT needs Content-Length or chunked encoding")
+            entry = self.archive.put_stream(path, self.rfile.read, int(length), ident.name,
+                                            digests)
+        self.archive.metrics.http_bytes_received += entry.size
+        self.send(204 if existed else 201, headers={"ETag": f'"{entry.adler32}"'})
+
+    def _dav_delete(self, path: str, raw: str) -> None:
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: deletion needs a bearer token or a client certificate")
+        if not ident.allows("modify", path):
+            raise Forbidden(f"{path}: {ident.name} lacks storage.modify")
+        self.archive.delete(path)
+        self.send(204)
+
+    def _dav_mkcol(self, path: str, raw: str) -> None:
+        if int(self.headers.get("Content-Length") or 0):
+            self.read_body()
+            return self.problem(415, "MKCOL with a body is not supported")
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: MKCOL needs a bearer token or a client certificate")
+        if not ident.allows("create", path):
+            raise Forbidden(f"{path}: {ident.name} lacks storage.create")
+        self.archive.mkdir(path, ident.name, parents=False)
+        self.send(201)
+
+    def _dav_propfind(self, path: str, raw: str) -> None:
+        self.read_body()  # the requested properties: we always answer our full set
+        self.require("read", path)
+        depth = (self.headers.get("Depth") or "1").strip().lower()
+        if depth not in ("0", "1"):
+            return self.problem(403, "PROPFIND with Depth: infinity is not supported",
+                                "propfind-finite-depth")
+        a = self.archive
+        d = a.catalog.get_dir(path)
+        f = None if d else a.catalog.get_file(path)
+        if not d and not f:
+            raise NotFound(path)
+        children = a.catalog.list_dir(path) if (d and depth == "1") else None
+        files = ([f] if f else []) + (children[1] if children else [])
+        loc = {}
+        for x in files[:2000]:
+            on_disk = a.catalog.disk_replica(x.file_id) is not None
+            on_tape = bool(a.catalog.tape_replicas(x.file_id))
+            loc[x.file_id] = ("DISK_AND_TAPE" if on_disk and on_tape else
+                              "DISK" if on_disk else "TAPE" if on_tape else "LOST")
+        body = webdav.multistatus(d, f, children, loc)
+        self.send(207, body, 'application/xml; charset="utf-8"')
+
+    def _dav_move(self, path: str, raw: str) -> None:
+        dest = self.headers.get("Destination")
+        if not dest:
+            raise BadRequest("MOVE needs a Destination header")
+        dpath = normalize(urlsplit(dest).path)
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized("MOVE needs a bearer token or a client certificate")
+        for p in (path, dpath):
+            if not ident.allows("modify", p):
+                raise Forbidden(f"{p}: {ident.name} lacks storage.modify")
+        a = self.archive
+        existed = bool(a.catalog.get_file(dpath) or a.catalog.get_dir(dpath))
+        if existed:
+            if (self.headers.get("Overwrite") or "T").upper() == "F":
+                return self.problem(412, f"{dpath} exists and Overwrite is F")
+            if a.catalog.get_dir(dpath):
+                raise Conflict(dpath, "will not overwrite a collection")
+            a.delete(dpath)
+        a.move(path, dpath)
+        self.send(204 if existed else 201)
+
+    def _dav_post(self, path: str, raw: str) -> None:
+        ctype = (self.headers.get("Content-Type") or "").lower()
+        self.read_body()
+        self._body_read = True
+        if "macaroon-request" in ctype:
+            # Never a 2xx other than a real macaroon: a 204 here crashes gfal2 2.21.3.
+            return self.problem(405, "this archive does not issue macaroons; use a bearer "
+                                "token or an X.509 certificate")
+        self.problem(405, "POST is only used by the Tape REST API (/api/v1/...)")
+
+    # -- Tape REST -----------------------------------------------------------------------------
+    def _tape_rest(self, method: str, rest: str) -> None:
+        a, parts = self.archive, [unquote(p) for p in rest.split("/") if p]
+        ident = self.identity()
+        if method == "POST":
+            body = self.read_json()
+            self._body_read = True
+        if method == "POST" and parts == ["stage"]:
+            status, obj = taperest.stage(a, ident, body)
+            return self.send_json(status, obj,
+                                  {"Location": f"{self.base_url()}/api/v1/stage/{obj['requestId']}"})
+        if method == "GET" and len(parts) == 2 and parts[0] == "stage":
+            return self.send_json(*taperest.status(a, ident, parts[1]))
+        if method == "POST" and len(parts) == 3 and parts[0] == "stage" and parts[2] == "cancel":
+            return self.send_json(*taperest.cancel(a, ident, parts[1], body))
+        if method == "DELETE" and len(parts) == 2 and parts[0] == "stage":
+            return self.send_json(*taperest.delete(a, ident, parts[1]))
+        if method == "POST" and len(parts) == 2 and parts[0] == "release":
+            return self.send_json(*taperest.release(a, ident, parts[1], body))
+        if method == "POST" and parts == ["archiveinfo"]:
+            return self.send_json(*taperest.archiveinfo(a, ident, body))
+        self.problem(404, f"no Tape REST endpoint {method} /api/v1/{rest}")
+
+    # -- catalog search API --------------------------------------------------------------------
+    def _catalog_api(self, method: str, rest: str, query: dict[str, list[str]]) -> None:
+        if method not in ("GET", "HEAD"):
+            return self.problem(405, "the catalog API is read-only (GET)")
+        q1 = {k: v[-1] for k, v in query.items()}
+        a = self.archive
+        if rest.startswith("files/") or rest == "files":
+            path = normalize("/" + rest[len("files"):].lstrip("/"))
+            self.require("read", path)
+            f = a.stat(path)
+            prod = a.catalog.get_product(f.file_id)
+            return self.send_json(200, {**f.to_json(), "locality": a.locality(path),
+                                        "tape_copies": [r.__dict__ for r in
+                                                        a.catalog.tape_replicas(f.file_id)],
+                                        "metadata": prod.to_json() if prod else {}})
+        if rest != "search":
+            return self.problem(404, f"no catalog endpoint /api/catalog/{rest}")
+        sq = search_query(q1)
+        self.require("read", sq.path_prefix)
+        rows = a.catalog.search(sq)
+        items = [{**f.to_json(), "metadata": p.to_json() if p else {}} for f, p in rows]
+        nxt = rows[-1][0].path if len(rows) == sq.limit else None
+        self.send_json(200, {"items": items, "count": len(items), "next": nxt})
+
+
+def search_query(q: dict[str, str]) -> SearchQuery:
+    """Query-string parameters -> SearchQuery; errors name the parameter."""
+    from astropy.time import Time
+
+    def num(name: str) -> float | None:
+        if name not in q:
+            return None
+        try:
+            return float(q[name])
+        except ValueError as err:
+            raise BadRequest(f"parameter {name}: not a number: {q[name]!r}") from err
+
+    def when(name: str) -> float | None:
+        if name not in q:
+            return None
+        try:
+            return float(Time(q[name]).unix)
+        except ValueError as err:
+            raise BadRequest(f"parameter {name}: not an ISO time: {q[name]!r}") from err
+
+    unknown = set(q) - {"prefix", "project", "observation", "instrument", "telescope", "object",
+                        "product_type", "start", "end", "ra", "dec", "radius", "limit", "after"}
+    if unknown:
+        raise BadRequest(f"unknown search parameter(s): {sorted(unknown)}")
+    cone = [num("ra"), num("dec"), num("radius")]
+    if any(c is not None for c in cone) and not all(c is not None for c in cone):
+        raise BadRequest("a cone search needs ra, dec and radius (degrees)")
+    try:
+        prefix = normalize(q.get("prefix", "/"), decoded=True)
+    except BadPath as err:
+        raise BadRequest(str(err)) from err
+    limit = int(num("limit") or 100)
+    return SearchQuery(path_prefix=prefix, project=q.get("project"),
+                       observation=q.get("observation"), instrument=q.get("instrument"),
+                       telescope=q.get("telescope"), object=q.get("object"),
+                       product_type=q.get("product_type"), time_min=when("start"),
+                       time_max=when("end"), ra=cone[0], dec=cone[1], radius=cone[2],
+                       limit=max(1, min(limit, 10_000)), after=q.get("after", ""))
+
+
+class _ChunkedReader:
+    """Decode ``Transfer-Encoding: chunked`` request bodies."""
+
+    def __init__(self, rfile: Any):
+        self.rfile = rfile
+        self.left = 0
+        self.done = False
+
+    def read(self, n: int) -> bytes:
+        if self.done:
+            return b""
+        if self.left == 0:
+            line = self.rfile.readline(1024)
+            size = int(line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                self.done = True
+                return b""
+            self.left = size
+        data = self.rfile.read(min(n, self.left))
+        self.left -= len(data)
+        if self.left == 0:
+            self.rfile.readline(16)
+        return data
+
+
+class RunningServer:
+    """A server running in a background thread (tests, embedding): ``.port``, ``.url``, ``.stop()``."""
+
+    def __init__(self, httpd: ArchiveHTTPServer, thread: threading.Thread, own_archive: bool):
+        self.httpd, self.thread, self.own_archive = httpd, thread, own_archive
+
+    @property
+    def archive(self) -> Archive:
+        return self.httpd.archive
+
+    @property
+    def port(self) -> int:
+        return self.httpd.port
+
+    @property
+    def url(self) -> str:
+        host = "localhost" if self.httpd.ssl_context else "127.0.0.1"
+        return f"{self.httpd.scheme}://{host}:{self.port}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+        if self.own_archive:
+            self.archive.close()
+
+
+def build_server(cfg: ArchiveConfig, archive: Archive | None = None) -> ArchiveHTTPServer:
+    """Bind the server (port 0 = a free port); the archive engine is created if not given."""
+    return ArchiveHTTPServer(cfg, archive or Archive(cfg))
+
+
+def serve_in_thread(cfg: ArchiveConfig, archive: Archive | None = None,
+                    start_engine: bool = True) -> RunningServer:
+    """Start the server (and the engine loop) in daemon threads; returns a RunningServer."""
+    own = archive is None
+    httpd = build_server(cfg, archive)
+    if start_engine and cfg.clock.mode == "real":
+        httpd.archive.start()
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
+                         name=f"archive-http-{httpd.port}", daemon=True)
+    t.start()
+    return RunningServer(httpd, t, own)
+
+
+__all__ = ["ArchiveHTTPServer", "RunningServer", "build_server", "serve_in_thread",
+           "BadPath", "Conflict"]

@@ -1,0 +1,119 @@
+"""Bearer-token scopes, X.509 proxies and anonymous access: accepted and refused as they should."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from archive.auth import Scope
+
+
+@pytest.fixture
+def s(pki):
+    sess = requests.Session()
+    sess.trust_env = False
+    sess.verify = str(pki.ca_cert)
+    return sess
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def test_scope_parsing():
+    assert Scope.parse("storage.read:/data") == Scope("read", "/data")
+    assert Scope.parse("storage.modify:/") == Scope("modify", "/")
+    assert Scope.parse("storage.stage:data", base="/vo") == Scope("stage", "/vo/data")
+    assert Scope.parse("openid") is None and Scope.parse("storage.fly:/") is None
+
+
+def test_token_scopes_enforced(lta, s, mint):
+    url = lta.url
+    rw = mint("storage.create:/scoped storage.read:/scoped")
+    assert s.put(url + "/scoped/a", data=b"1", headers=bearer(rw)).status_code == 201
+    # create does not allow overwrite or delete (modify)
+    assert s.put(url + "/scoped/a", data=b"2", headers=bearer(rw)).status_code == 403
+    assert s.delete(url + "/scoped/a", headers=bearer(rw)).status_code == 403
+    # path-bound: /scopedX is not below /scoped
+    assert s.put(url + "/scopedX/a", data=b"1", headers=bearer(rw)).status_code == 403
+    ro = mint("storage.read:/scoped")
+    assert s.get(url + "/scoped/a", headers=bearer(ro)).status_code == 200
+    assert s.put(url + "/scoped/b", data=b"1", headers=bearer(ro)).status_code == 403
+    r = s.post(url + "/api/v1/stage", json={"files": [{"path": "/scoped/a"}]},
+               headers=bearer(ro))
+    assert r.status_code == 403
+    st = mint("storage.stage:/scoped")
+    r = s.post(url + "/api/v1/stage", json={"files": [{"path": "/scoped/a"}]}, headers=bearer(st))
+    assert r.status_code == 201
+    mod = mint("storage.modify:/scoped")
+    assert s.delete(url + "/scoped/a", headers=bearer(mod)).status_code == 204
+
+
+def test_bad_tokens_refused(lta, s, mint):
+    url = lta.url + "/"
+    assert s.get(url, headers=bearer(mint(lifetime=-120))).status_code == 401  # expired
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert s.get(url, headers=bearer(mint(signer=other))).status_code == 401  # wrong key
+    assert s.get(url, headers=bearer(mint(issuer="https://evil"))).status_code == 401
+    assert s.get(url, headers=bearer("not.a.jwt")).status_code == 401
+    r = s.get(url, headers=bearer(mint(lifetime=-120)))
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_anonymous(lta, s, mint):
+    url = lta.url
+    assert s.put(url + "/public/x", data=b"1", headers=bearer(mint())).status_code == 201
+    assert s.get(url + "/public/x").status_code == 200  # public read prefix
+    assert s.get(url + "/scoped").status_code == 401
+    assert s.put(url + "/public/y", data=b"1").status_code == 401  # never anonymous writes
+    assert s.delete(url + "/public/x").status_code == 401
+    r = s.post(url + "/api/v1/stage", json={"files": [{"path": "/public/x"}]})
+    assert r.status_code == 401
+
+
+def test_proxy_accepted_and_mapped(lta, s, pki, tmp_path):
+    proxy = pki.make_proxy(tmp_path / "p")
+    r = s.put(lta.url + "/x509/a", data=b"1", cert=str(proxy))
+    assert r.status_code == 201
+    assert lta.archive.catalog.get_file("/x509/a").owner == "alice"
+    # a plain end-entity certificate works too
+    r = s.get(lta.url + "/x509/a", cert=(str(pki.user_cert), str(pki.user_key)))
+    assert r.status_code == 200
+
+
+def test_expired_proxy_refused(lta, pki, tmp_path):
+    proxy = pki.make_proxy(tmp_path / "old", expired=True)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(proxy))
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        with socket.create_connection(("127.0.0.1", lta.port)) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            if not t.recv(100):
+                raise ConnectionError("closed")
+
+
+def test_unmapped_dn_refused(lta, s, pki, tmp_path):
+    cert, key = pki.issue_user("/DC=test/CN=Nobody Known", tmp_path)
+    r = s.get(lta.url + "/x509", cert=(str(cert), str(key)))
+    assert r.status_code == 401 and "grid-mapfile" in r.json()["detail"]
+
+
+def test_untrusted_ca_refused(lta, tmp_path):
+    from tests.pki import make_pki
+
+    other = make_pki(tmp_path / "otherca")
+    ctx = ssl.create_default_context(cafile=str(other.ca_cert))
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.load_cert_chain(str(other.user_cert), str(other.user_key))
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        with socket.create_connection(("127.0.0.1", lta.port)) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost") as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            if not t.recv(100):
+                raise ConnectionError("closed")
