@@ -4,12 +4,14 @@ it from the engine without touching the locked images)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import subprocess
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,17 +52,30 @@ def locked_images(docker_client) -> ImagesLock:
     return lock
 
 
-@pytest.fixture(scope="session")
-def scratch_image(docker_client, locked_images) -> str:
-    """A tiny image FROM the locked base with a unique label: removable without harm."""
-    base = locked_images.images["base"].image_id
-    dockerfile = f"FROM {base}\nLABEL org.appliance.test={uuid.uuid4().hex}\n"
+@contextlib.contextmanager
+def labelled_image(docker_client, base_image_id: str) -> Iterator[str]:
+    """A tiny image FROM ``base_image_id`` with a unique label, removed afterwards."""
+    dockerfile = f"FROM {base_image_id}\nLABEL org.appliance.test={uuid.uuid4().hex}\n"
     image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, network_mode="none")
-    yield image.id
     try:
-        docker_client.images.remove(image.id, force=True)
-    except Exception:  # noqa: BLE001
-        pass
+        yield image.id
+    finally:
+        with contextlib.suppress(Exception):
+            docker_client.images.remove(image.id, force=True)
+
+
+@pytest.fixture(scope="session")
+def scratch_image(docker_client, locked_images) -> Iterator[str]:
+    """A session-wide removable image (tests may not remove the locked ones)."""
+    with labelled_image(docker_client, locked_images.images["base"].image_id) as image_id:
+        yield image_id
+
+
+@pytest.fixture
+def throwaway_image(docker_client, locked_images) -> Iterator[str]:
+    """A per-test image that the test itself may remove from the engine."""
+    with labelled_image(docker_client, locked_images.images["base"].image_id) as image_id:
+        yield image_id
 
 
 def write_recipe(directory: Path, recipe: dict, files: dict[str, str] | None = None) -> Path:
@@ -87,4 +102,4 @@ def podman_ready(scratch_image, tmp_path: Path) -> str:
                    capture_output=True)
 
 
-__all__ = ["write_recipe", "os"]
+__all__ = ["labelled_image", "write_recipe", "os"]

@@ -3,9 +3,7 @@ from the engine; replay works with no registry and no network."""
 
 from __future__ import annotations
 
-import io
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,17 +20,6 @@ from appliance.store import ContentStore
 from tests.appliance.runs.test_run import det_recipe
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def throwaway_image(docker_client, locked_images) -> str:
-    dockerfile = f"FROM {locked_images.images['base'].image_id}\nLABEL org.appliance.bundle={uuid.uuid4().hex}\n"
-    image, _ = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, network_mode="none")
-    yield image.id
-    try:
-        docker_client.images.remove(image.id, force=True)
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def test_bundle_roundtrip_without_image(settings, throwaway_image, docker_client, tmp_path: Path) -> None:
