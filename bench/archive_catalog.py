@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archive.catalog import FileEntry, Product, SearchQuery  # noqa: E402
 
-BATCH = 50_000
+BATCH = 250_000
 
 
 def rows(n: int, seed: int = 3):
