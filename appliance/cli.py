@@ -2,18 +2,17 @@
 
 A module listed in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its parsers and
 sets ``func`` (called with the parsed args, returns an exit code). Errors of type
-``ApplianceError`` become one line on stderr and the error's exit code.
+``ApplianceError`` become one line on stderr and the error's exit code (``appliance.cliutil``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.cliutil import run_command
 
 # module -> the top-level commands it registers. Only the module owning the command on the
 # command line is imported (keeps `appliance run` on a cache hit fast); --help imports all.
@@ -48,20 +47,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return int(args.func(args) or 0)
-    except ApplianceError as err:
-        print(f"appliance: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("appliance: interrupted", file=sys.stderr)
-        return 130
+    return run_command("appliance", build_parser(argv).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import sys
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance.cliutil import run_command
 from appliance.errors import ApplianceError
 from archive.config import ArchiveConfig, load_config
 
@@ -365,16 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, default in (("config", None), ("root", None), ("json", False), ("verbose", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    try:
-        return int(args.func(args) or 0)
-    except ApplianceError as err:
-        print(f"archive: error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("archive: interrupted", file=sys.stderr)
-        return 130
+    return run_command("archive", args)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.cliutil import run_command
 from appliance.dataclient.config import Config, load_config
 from appliance.dataclient.credentials import (
     CredentialStatus,
@@ -435,22 +435,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    def json_error(err: ApplianceError) -> None:
+        print(json.dumps({"ok": False, "error": str(err), "error_type": type(err).__name__,
+                          "exit_code": err.exit_code}))
+
     try:
-        return int(args.func(args) or 0)
-    except ApplianceError as err:
-        if args.json:
-            print(json.dumps({"ok": False, "error": str(err), "error_type": type(err).__name__,
-                              "exit_code": err.exit_code}))
-        print(f"dataclient: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return run_command("dataclient", args, on_error=json_error if args.json else None)
     except OSError as err:
         print(f"dataclient: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("dataclient: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
