@@ -6,6 +6,7 @@ import argparse
 import glob
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.qserv.errors import CatalogError
@@ -22,6 +23,24 @@ Typical flow (each step's output is the next step's input):
   appliance qserv ingest    --url http://repl-ctl:25081 --converted conv/ --partitioned parts/ --dry-run
 Database passwords come from $QSERV_MYSQL_PASSWORD, the Qserv ingest key from $QSERV_AUTH_KEY.
 """
+
+
+@dataclass
+class _Results:
+    """Several results shown as one: ok when all are, JSON under ``key``, reports joined."""
+
+    key: str
+    parts: list
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.parts)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, self.key: [p.to_json() for p in self.parts]}
+
+    def report(self) -> str:
+        return "\n".join(p.report() for p in self.parts)
 
 
 def _emit(args, result) -> int:
@@ -121,16 +140,7 @@ def cmd_partition(args) -> int:
         for t in ordered
     ]
 
-    class R:
-        ok = all(s.ok for s in summaries)
-
-        def to_json(self):
-            return {"ok": self.ok, "tables": [s.to_json() for s in summaries]}
-
-        def report(self):
-            return "\n".join(s.report() for s in summaries)
-
-    return _emit(args, R())
+    return _emit(args, _Results("tables", summaries))
 
 
 def cmd_load(args) -> int:
@@ -148,16 +158,7 @@ def cmd_load(args) -> int:
         chunked = f"{args.database}_chunks" if args.database else None
         results.append(load_chunked(db, schema, args.partitioned, chunked, progress=not args.json))
 
-    class R:
-        ok = all(r.ok for r in results)
-
-        def to_json(self):
-            return {"ok": self.ok, "loads": [r.to_json() for r in results]}
-
-        def report(self):
-            return "\n".join(r.report() for r in results)
-
-    return _emit(args, R())
+    return _emit(args, _Results("loads", results))
 
 
 def _suite_params(args):
