@@ -34,17 +34,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def tree_hash(root: str | os.PathLike[str], exclude: frozenset[str] = frozenset()) -> str:
+def tree_hash(root: str | os.PathLike[str]) -> str:
     """Hash of a directory tree: relative paths, file modes (executable bit) and contents.
 
-    Timestamps and ownership are left out on purpose: a recipe copied elsewhere keeps its hash.
-    Names in ``exclude`` (top-level) are skipped, e.g. ``recipe.lock``.
+    Timestamps and ownership are left out on purpose: a spec copied elsewhere keeps its hash.
     """
     root = Path(root)
     h = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(root).as_posix()
-        if rel.split("/", 1)[0] in exclude or "__pycache__" in rel.split("/"):
+        if "__pycache__" in rel.split("/"):
             continue
         if path.is_symlink():
             h.update(f"L {rel} {os.readlink(path)}\n".encode())

@@ -14,16 +14,15 @@ from appliance.export.bundle import export_bundle, import_bundle
 from appliance.export.rocrate_export import export_rocrate
 from appliance.runs.record import RunStore
 from appliance.runs.replay import replay
-from appliance.runs.runner import Runner
 from appliance.runtimes.docker import DockerRuntime
 from appliance.store import ContentStore
-from tests.appliance.runs.test_run import det_recipe
+from tests.appliance.runs.test_run import det_recipe, quiet_runner
 
 pytestmark = pytest.mark.docker
 
 
 def test_bundle_roundtrip_without_image(settings, throwaway_image, docker_client, tmp_path: Path) -> None:
-    r = Runner(settings, on_log=lambda line: None)
+    r = quiet_runner(settings)
     rec = r.run(det_recipe(tmp_path, throwaway_image)).record
     replay(r, rec.run_id)
     crate = export_rocrate(rec, r.runs, r.store, tmp_path / "crate")
@@ -43,12 +42,12 @@ def test_bundle_roundtrip_without_image(settings, throwaway_image, docker_client
     imported = import_bundle(bundle, store, runs, DockerRuntime())
     assert imported.run_id == rec.run_id
     docker_client.images.get(throwaway_image)  # back in the engine, same ID
-    verdict, _ = replay(Runner(fresh, on_log=lambda line: None), rec.run_id)
+    verdict, _ = replay(quiet_runner(fresh), rec.run_id)
     assert verdict.status == "identical"
 
 
 def test_corrupt_bundle_is_refused(settings, scratch_image, tmp_path: Path) -> None:
-    r = Runner(settings, on_log=lambda line: None)
+    r = quiet_runner(settings)
     rec = r.run(det_recipe(tmp_path, scratch_image)).record
     bundle = export_bundle(rec, r.store, DockerRuntime(), tmp_path / "run.tar")
     data = bytearray(bundle.read_bytes())

@@ -11,19 +11,14 @@ import pytest
 from appliance.cli import main as cli
 from appliance.config import REPO_ROOT
 from appliance.runs.replay import replay
-from appliance.runs.runner import Runner
 from tests.appliance.conftest import write_recipe
-from tests.appliance.runs.test_run import det_recipe
+from tests.appliance.runs.test_run import det_recipe, quiet_runner
 
 pytestmark = pytest.mark.docker
 
 
-def runner(settings) -> Runner:
-    return Runner(settings, on_log=lambda line: None)
-
-
 def test_replay_identical(settings, scratch_image, tmp_path: Path) -> None:
-    r = runner(settings)
+    r = quiet_runner(settings)
     rec = r.run(det_recipe(tmp_path, scratch_image)).record
     verdict, new = replay(r, rec.run_id)
     assert verdict.status == "identical" and verdict.ok and new.replay_of == rec.run_id
@@ -33,7 +28,7 @@ def test_replay_identical(settings, scratch_image, tmp_path: Path) -> None:
 def test_replay_fits_recipe_within_tolerance(settings, locked_images, tmp_path: Path, capsys) -> None:
     d = tmp_path / "fits-sky-model"
     shutil.copytree(REPO_ROOT / "recipes" / "fits-sky-model", d, ignore=shutil.ignore_patterns("recipe.lock"))
-    r = runner(settings)
+    r = quiet_runner(settings)
     rec = r.run(d).record
     assert {o.name for o in rec.outputs} == {"sky.fits", "sources.fits", "summary.txt"}
     code = cli(["replay", rec.run_id, "--home", str(settings.home), "--json"])
@@ -59,7 +54,7 @@ def test_replay_unseeded_differs_with_position(settings, locked_images, tmp_path
                                              "command": ["python3", "/recipe/main.py"],
                                              "outputs": [{"path": "img.fits", "compare": "fits"}]},
                      {"main.py": UNSEEDED})
-    r = runner(settings)
+    r = quiet_runner(settings)
     rec = r.run(d).record
     code = cli(["replay", rec.run_id, "--home", str(settings.home), "--json"])
     verdict = json.loads(capsys.readouterr().out)
@@ -70,7 +65,7 @@ def test_replay_unseeded_differs_with_position(settings, locked_images, tmp_path
 
 def test_replay_detects_tampered_output(settings, scratch_image, tmp_path: Path) -> None:
     """Tampering the recorded output (as if the archive copy rotted) is caught by replay."""
-    r = runner(settings)
+    r = quiet_runner(settings)
     rec = r.run(det_recipe(tmp_path, scratch_image)).record
     tampered = r.store.add_bytes(b"tampered\n")
     record_path = settings.home / "runs" / rec.run_id / "record.json"
