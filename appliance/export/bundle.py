@@ -9,7 +9,6 @@ registered; objects enter the store only through its hash-checking writer.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import tarfile
 import tempfile
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from appliance.errors import ApplianceError, ChecksumMismatch, ImageMissing
 from appliance.fsutil import atomic_open
 from appliance.hashing import BLOCK, sha256_file
+from appliance.images.dockerarchive import add_bytes
 from appliance.runs.record import RunRecord, RunStore
 from appliance.runtimes.base import ContainerRuntime
 from appliance.store import ContentStore
@@ -29,12 +29,6 @@ FORMAT = "appliance-bundle/1"
 
 class BundleError(ApplianceError):
     exit_code = 4
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
 
 
 def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRuntime, dest: Path) -> Path:
@@ -49,8 +43,8 @@ def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRunt
                         **{f"objects/{o}": o for o in sorted(objects)}},
         }
         with atomic_open(dest, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            _add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2).encode())
-            _add_bytes(tar, "record.json", record_bytes)
+            add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2).encode())
+            add_bytes(tar, "record.json", record_bytes)
             members = [(image_tar, "image.tar")] + [(store.path_of(o), f"objects/{o}") for o in sorted(objects)]
             for path, arcname in tqdm(members, desc="bundle", unit="file", leave=False):
                 tar.add(path, arcname=arcname)

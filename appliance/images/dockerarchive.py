@@ -40,7 +40,8 @@ def image_config(
     })
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
+def add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: int = 0) -> None:
+    """Add an in-memory member (mode 0644, owner root) to a tar being written."""
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), mtime, 0o644
     tar.addfile(info, io.BytesIO(data))
@@ -65,13 +66,13 @@ def write_docker_archive(
         "Layers": [f"{sha}/layer.tar" for sha in shas],
     }])
     with atomic_open(dest, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        _add_bytes(tar, f"{config_sha}.json", config, created_epoch)
+        add_bytes(tar, f"{config_sha}.json", config, created_epoch)
         for sha, path in zip(shas, layers, strict=True):
             info = tar.gettarinfo(str(path), arcname=f"{sha}/layer.tar")
             info.mtime, info.uid, info.gid, info.uname, info.gname = created_epoch, 0, 0, "", ""
             with open(path, "rb") as layer:
                 tar.addfile(info, layer)
-        _add_bytes(tar, "manifest.json", manifest, created_epoch)
+        add_bytes(tar, "manifest.json", manifest, created_epoch)
     return f"sha256:{config_sha}"
 
 
