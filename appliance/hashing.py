@@ -1,16 +1,22 @@
 """Checksums used everywhere: sha256 (content identity) and adler32 (the WLCG transfer checksum).
 
-Streaming, in 1 MiB blocks, so files of any size hash in constant memory.
+Streaming, in ``BLOCK``-sized pieces, so files of any size hash in constant memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from pathlib import Path
 
-BLOCK = 1 << 20
+try:  # zlib-ng's SIMD adler32: ~10 GB/s on the development machine, Debian's zlib 1.2 ~2.4 GB/s
+    from zlib_ng.zlib_ng import adler32
+except ImportError:  # the archive image runs on Debian's Python libraries only
+    from zlib import adler32
+
+# Reused buffers of 256 KiB stay in the CPU cache between the receive copy, the checksum and the
+# write; with 1 MiB each pass goes to RAM.
+BLOCK = 256 << 10
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -26,7 +32,7 @@ def adler32_file(path: str | os.PathLike[str]) -> str:
     value = 1
     with open(path, "rb") as f:
         while chunk := f.read(BLOCK):
-            value = zlib.adler32(chunk, value)
+            value = adler32(chunk, value)
     return f"{value & 0xFFFFFFFF:08x}"
 
 

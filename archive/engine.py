@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from appliance.fsutil import fsync_dir
 from archive import fitsmeta
@@ -49,11 +49,10 @@ from archive.errors import (
 )
 from archive.paths import is_reserved, normalize
 from archive.scheduler import CopyLoc, DriveState, QueuedRecall, Read, plan_recalls
-from archive.sink import THREAD_MIN, Sink
+from archive.sink import THREAD_MIN, ReadAdapter, ReadInto, Sink
 from archive.tape import Drive, TapeLibrary
 
 log = logging.getLogger(__name__)
-CHUNK = 4 << 20
 OPEN_STATES = ("SUBMITTED", "STARTED")
 
 
@@ -248,36 +247,27 @@ class Archive:
             raise BadPath(path, "reserved path")
         return path
 
-    def put_stream(self, path: str, stream: BinaryIO | Callable[[int], bytes],
+    def put_stream(self, path: str, stream: ReadInto | Callable[[int], bytes],
                    length: int | None, owner: str,
                    digests: dict[str, str] | None = None,
                    product: Product | None = None) -> FileEntry:
         """Store a file from a stream: temp file, hashes on the fly, fsync, rename, commit.
 
-        ``digests`` maps ``adler32`` / ``sha-256`` (as the client sent them) to expected values;
-        a mismatch aborts before the catalog sees the file. ``length`` None reads to EOF.
+        ``stream`` is anything with ``readinto`` (a socket file, an open file) or a ``read(n)``
+        callable. ``digests`` maps ``adler32`` / ``sha-256`` (as the client sent them) to
+        expected values; a mismatch aborts before the catalog sees the file. ``length`` None
+        reads to EOF.
         """
         path = self._check_writable(path)
-        read = stream if callable(stream) else stream.read
+        source: ReadInto = stream if hasattr(stream, "readinto") else ReadAdapter(stream)  # type: ignore[arg-type]
         file_id = uuid.uuid4().hex
         tmp = self.tmp_dir / file_id
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         h = Sink(fd, threaded=length is None or length >= THREAD_MIN)
         try:
-            try:
-                remaining = length
-                while remaining is None or remaining > 0:
-                    chunk = read(CHUNK if remaining is None else min(CHUNK, remaining))
-                    if not chunk:
-                        if remaining:
-                            raise BadRequest(f"{path}: upload ended after {h.size} bytes, "
-                                             f"{remaining} missing")
-                        break
-                    h.feed(chunk)
-                    if remaining is not None:
-                        remaining -= len(chunk)
-            finally:
-                h.close()
+            missing = h.pump(source, length)
+            if missing:
+                raise BadRequest(f"{path}: upload ended after {h.size} bytes, {missing} missing")
             os.fsync(fd)
             os.close(fd)
             fd = -1

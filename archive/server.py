@@ -42,7 +42,7 @@ from archive.errors import (
 from archive.paths import normalize
 
 log = logging.getLogger(__name__)
-CHUNK = 1 << 20
+SEND_BLOCK = 256 << 10
 MAX_JSON = 64 << 20
 
 
@@ -346,14 +346,17 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 sent += n
             return sent
+        # TLS: no sendfile. One reused buffer small enough to stay in the CPU cache between
+        # the read and the encryption (1 MiB buffers were measurably slower on this class of CPU).
+        buf = bytearray(SEND_BLOCK)
+        view = memoryview(buf)
         sent = 0
-        os.lseek(fd, offset, os.SEEK_SET)
         while sent < count:
-            chunk = os.read(fd, min(CHUNK, count - sent))
-            if not chunk:
+            n = os.preadv(fd, [view[:min(SEND_BLOCK, count - sent)]], offset + sent)
+            if not n:
                 break
-            sock.sendall(chunk)
-            sent += len(chunk)
+            sock.sendall(view[:n])
+            sent += n
         return sent
 
     def _dav_head(self, path: str, raw: str) -> None:
@@ -398,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
             length = self.headers.get("Content-Length")
             if length is None:
                 raise BadRequest(f"{path}: PUT needs Content-Length or chunked encoding")
-            entry = self.archive.put_stream(path, self.rfile.read, int(length), ident.name,
+            entry = self.archive.put_stream(path, self.rfile, int(length), ident.name,
                                             digests)
         self.archive.metrics.http_bytes_received += entry.size
         self.send(204 if existed else 201, headers={"ETag": f'"{entry.adler32}"'})

@@ -22,12 +22,12 @@ import hashlib
 import json
 import os
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from appliance.hashing import adler32
 from archive.config import TapeConfig
 from archive.errors import ChecksumError, TapeError
 
@@ -187,7 +187,7 @@ class TapeLibrary:
                 adler, n = 1, 0
                 with open(source, "rb") as src:
                     while chunk := src.read(CHUNK):
-                        adler = zlib.adler32(chunk, adler)
+                        adler = adler32(chunk, adler)
                         n += len(chunk)
                         f.write(chunk)
                 if n != header["size"] or f"{adler & 0xFFFFFFFF:08x}" != header["adler32"]:
@@ -222,7 +222,7 @@ class TapeLibrary:
                     if not chunk:
                         raise TapeError(tape, f"record at {offset} is truncated")
                     sha.update(chunk)
-                    adler = zlib.adler32(chunk, adler)
+                    adler = adler32(chunk, adler)
                     out.write(chunk)
                     remaining -= len(chunk)
                 if f.read(8) != END:

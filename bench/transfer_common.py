@@ -14,13 +14,38 @@ sys.path.insert(0, str(REPO))
 DATACLIENT = str(Path(sys.executable).with_name("dataclient"))
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def settle() -> None:
+    """Write out what earlier runs left dirty in the page cache (a global sync), so that no run
+    pays for the writeback of the one before it."""
+    os.sync()
+    time.sleep(0.5)
+
+
+def timed(cmd: list[str], env: dict[str, str], fsync: Path | None = None) -> float:
+    """Wall time of ``cmd``; with ``fsync``, of ``cmd`` and then an fsync of that file (a
+    baseline given the durability dataclient gives by default)."""
+    settle()
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode == 0 and fsync is not None:
+        fd = os.open(fsync, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-2000:]}")
     return elapsed
+
+
+def ratios(base: list[float], base_fsync: list[float], ours: list[float], nosync: list[float],
+           tool: str, goal: float) -> str:
+    """The two like-for-like ratios (throughput, medians): durable against durable, page cache
+    against page cache."""
+    med = statistics.median
+    return (f"ratio dataclient get / {tool} + fsync (both durable): {med(base_fsync) / med(ours):.2f}x\n"
+            f"ratio dataclient get --no-fsync / {tool} (page cache only): {med(base) / med(nosync):.2f}x\n"
+            f"ratio dataclient get (fsync) / {tool} (no fsync): {med(base) / med(ours):.2f}x"
+            f"   (goal >= {goal})")
 
 
 def make_file(path: Path, size: int) -> None:

@@ -62,8 +62,14 @@ class TransferBackend(Protocol):
     def checksum(self, url: str, algorithm: str) -> str | None: ...
 
     def download(
-        self, url: str, dest: Path, offset: int, progress: Progress, algorithms: Iterable[str] = ()
-    ) -> dict[str, str]: ...
+        self, url: str, dest: Path, offset: int, progress: Progress, algorithms: Iterable[str] = (),
+        writeback: bool = True,
+    ) -> dict[str, str]:
+        """Fetch ``url`` into ``dest`` from byte ``offset``; return the checksums of ``algorithms``
+        computed on the way (empty when the backend could not). ``writeback`` starts writing
+        the file to disk as it arrives (the caller will fsync it); off, the bytes stay in the
+        page cache and no CPU is spent on early writeback."""
+        ...
 
     def upload(self, src: Path, url: str, progress: Progress) -> None: ...
 

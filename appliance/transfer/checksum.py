@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import zlib
 from typing import Protocol
+
+from appliance.hashing import BLOCK, adler32
 
 ALGORITHMS = ("adler32", "sha256", "md5")
 _ALIASES = {"adler32": "adler32", "adler-32": "adler32", "sha256": "sha256", "sha-256": "sha256",
             "md5": "md5"}
-BLOCK = 1 << 20
 
 
 def normalise_algorithm(name: str) -> str:
@@ -49,7 +49,7 @@ class _Adler32:
         self.value = 1
 
     def update(self, data: bytes) -> None:
-        self.value = zlib.adler32(data, self.value)
+        self.value = adler32(data, self.value)
 
     def hexdigest(self) -> str:
         return f"{self.value & 0xFFFFFFFF:08x}"

@@ -220,7 +220,8 @@ class Copier:
             res.resumed_from = max(res.resumed_from, offset)
         bar.reset(offset)
         log.debug("%s: downloading from byte %d with %s", job.src, offset, backend.name)
-        sums = backend.download(job.src, part, offset, bar, [algo] if algo else [])
+        sums = backend.download(job.src, part, offset, bar, [algo] if algo else [],
+                                writeback=self.options.fsync)
         log.debug("%s: downloaded (inline checksum: %s)", job.src, bool(sums))
         stat, source_sum = info.result()
         size = res.size = stat.size

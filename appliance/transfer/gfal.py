@@ -149,10 +149,10 @@ class GfalBackend:
         return value.rjust(8, "0") if algorithm == "adler32" else value
 
     def download(self, url: str, dest: Path, offset: int, progress: Progress,
-                 algorithms: Iterable[str] = ()) -> dict[str, str]:
+                 algorithms: Iterable[str] = (), writeback: bool = True) -> dict[str, str]:
         if offset:
             raise TransferError(url, "gfal2 backend cannot resume", transient=False)
-        follower = Follower(dest, progress, algorithms)
+        follower = Follower(dest, progress, algorithms, writeback)
         follower.start()
         try:
             with self.ctx() as c:

@@ -65,10 +65,10 @@ class GlobusBackend:
 
     # data: globus-url-copy
     def download(self, url: str, dest: Path, offset: int, progress: Progress,
-                 algorithms: Iterable[str] = ()) -> dict[str, str]:
+                 algorithms: Iterable[str] = (), writeback: bool = True) -> dict[str, str]:
         if offset:
             raise TransferError(url, "globus-url-copy backend cannot resume", transient=False)
-        follower = Follower(dest, progress, algorithms)
+        follower = Follower(dest, progress, algorithms, writeback)
         follower.start()
         try:
             self._run(url, "download", url, dest.resolve().as_uri())

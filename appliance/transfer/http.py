@@ -20,11 +20,11 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import requests
 import urllib3
 
+from appliance.fsutil import WRITEBACK_STEP, start_writeback
 from appliance.transfer.base import Progress, RemoteStat
 from appliance.transfer.checksum import BLOCK, WANT_DIGEST_NAME, new_digester, parse_digest_header
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import NotFound, PermissionDenied, TransferError
-from appliance.transfer.follow import SYNC_STEP, sync_file_range
 
 _SCHEME = {"davs": "https", "dav": "http", "https": "https", "http": "http"}
 _DAV = "{DAV:}"
@@ -154,7 +154,7 @@ class HttpBackend:
         return parse_digest_header(resp.headers.get("Digest"), algorithm)
 
     def download(self, url: str, dest: Path, offset: int, progress: Progress,
-                 algorithms: Iterable[str] = ()) -> dict[str, str]:
+                 algorithms: Iterable[str] = (), writeback: bool = True) -> dict[str, str]:
         digesters = {a: new_digester(a) for a in algorithms}
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self._request("GET", url, "download", headers=headers, stream=True)
@@ -172,15 +172,17 @@ class HttpBackend:
                     out.seek(offset)
                     out.truncate()
                 try:
-                    self._stream(resp, out, offset, digesters.values(), progress)
+                    self._stream(resp, out, offset, digesters.values(), progress, writeback)
                 except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                         requests.Timeout, urllib3.exceptions.HTTPError, OSError) as err:
                     raise TransferError(url, f"download interrupted: {_short(err)}", transient=True) from err
         return {a: d.hexdigest() for a, d in digesters.items()}
 
     @staticmethod
-    def _stream(resp: requests.Response, out: BinaryIO, offset: int, digesters, progress: Progress) -> None:
-        """Body -> file through one reused buffer; write-back is started as we go (see follow.py)."""
+    def _stream(resp: requests.Response, out: BinaryIO, offset: int, digesters, progress: Progress,
+                writeback: bool) -> None:
+        """Body -> file through one reused buffer (``BLOCK``, sized to stay in the CPU cache);
+        writeback is started as we go (``appliance.fsutil.start_writeback``)."""
         buf = bytearray(BLOCK)
         view = memoryview(buf)
         raw = resp.raw
@@ -207,9 +209,9 @@ class HttpBackend:
                 d.update(view[:n])
             written += n
             progress(n)
-            if sync_file_range and written - synced >= SYNC_STEP:
+            if writeback and written - synced >= WRITEBACK_STEP:
                 out.flush()
-                sync_file_range(fd, synced, written - synced, 2)
+                start_writeback(fd, synced, written - synced)
                 synced = written
 
     def upload(self, src: Path, url: str, progress: Progress) -> None:

@@ -57,7 +57,7 @@ class LocalBackend:
             raise _os_error(url, err) from err
 
     def download(self, url: str, dest: Path, offset: int, progress: Progress,
-                 algorithms: Iterable[str] = ()) -> dict[str, str]:
+                 algorithms: Iterable[str] = (), writeback: bool = True) -> dict[str, str]:
         digesters = {a: new_digester(a) for a in algorithms}
         try:
             with open(local_path(url), "rb") as src, open(dest, "r+b" if offset else "wb") as out:
