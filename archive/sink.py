@@ -47,6 +47,8 @@ class ReadAdapter:
     def readinto(self, buffer: memoryview) -> int:
         data = self._read(len(buffer))
         n = len(data)
+        if n > len(buffer):
+            raise ValueError(f"read({len(buffer)}) returned {n} bytes")
         buffer[:n] = data
         return n
 
