@@ -25,7 +25,6 @@ from appliance.dataclient.credentials import (
     passphrase_source,
 )
 from appliance.dataclient.errors import CredentialError
-from appliance.dataclient.proxy import read_proxy
 from appliance.errors import ApplianceError, ConfigError
 from appliance.staging.bulk import StagingCopier
 from appliance.staging.model import path_of
@@ -294,6 +293,8 @@ def cmd_proxy_info(args: argparse.Namespace) -> int:
     path = Path(args.file) if args.file else cfg.proxy.path
     if not path.is_file():
         raise CredentialError(f"{path}: no proxy (create one with 'dataclient proxy-init')")
+    from appliance.dataclient.proxy import read_proxy
+
     info = read_proxy(path)
     Out(args.json).emit(info.report(), info.to_json())
     return 0 if info.seconds_left() > 0 else 3

@@ -13,11 +13,17 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from appliance.dataclient.config import Config
 from appliance.dataclient.errors import CredentialError, PassphraseNeeded, ProxyExpired
-from appliance.dataclient.proxy import ProxyInfo, create_proxy, key_is_encrypted, read_proxy
 from appliance.transfer.credentials import Credentials, discover_token
+
+if TYPE_CHECKING:
+    from appliance.dataclient.proxy import ProxyInfo
+
+# appliance.dataclient.proxy (the cryptography library, ~40 ms) is imported only when a proxy is
+# read or made: token and anonymous commands start without it.
 
 PassphraseSource = Callable[[Path], bytes | None]
 
@@ -49,6 +55,8 @@ class CredentialStatus:
 
 
 def new_proxy(cfg: Config, passphrase: PassphraseSource, hours: float | None = None) -> ProxyInfo:
+    from appliance.dataclient.proxy import create_proxy, key_is_encrypted
+
     p = cfg.proxy
     secret = None
     if key_is_encrypted(p.key):
@@ -67,6 +75,8 @@ def ensure_credentials(cfg: Config, passphrase: PassphraseSource, use_token: boo
             # GridFTP knows no tokens: keep a valid proxy alongside, if there is one.
             proxy = None
             if cfg.proxy.path.is_file():
+                from appliance.dataclient.proxy import read_proxy
+
                 try:
                     if read_proxy(cfg.proxy.path).seconds_left() > 0:
                         proxy = cfg.proxy.path
@@ -77,6 +87,8 @@ def ensure_credentials(cfg: Config, passphrase: PassphraseSource, use_token: boo
     p = cfg.proxy
     have_key = p.cert.is_file() and p.key.is_file()
     if p.path.is_file():
+        from appliance.dataclient.proxy import read_proxy
+
         info = read_proxy(p.path)
         if info.seconds_left() >= p.min_remaining_minutes * 60:
             return CredentialStatus(Credentials(proxy=p.path, ca_dir=ca, insecure=insecure),

@@ -25,9 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import ApplianceError, ChecksumMismatch
 from appliance.fsutil import fsync_dir
@@ -39,6 +37,9 @@ from appliance.transfer.local import local_path
 from appliance.transfer.result import BulkResult, TransferResult
 from appliance.transfer.retry import RetryPolicy, is_transient
 from appliance.transfer.select import Backends, is_local
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,39 @@ class CopyJob:
     expected: str | None = None  # "ALGO:VALUE" known from elsewhere (catalog, recipe lock)
 
 
+class _Counter:
+    """What a disabled bar needs to be: a byte count. (``--no-progress``/``--json`` runs skip
+    importing tqdm, ~40 ms of every dataclient start-up.)"""
+
+    def __init__(self, total: int | None = None, **_: object):
+        self.total, self.n = total, 0
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def byte_bar(enabled: bool, **kw: Any) -> tqdm | _Counter:
+    """A tqdm byte bar (shown only on a terminal), or a plain counter when progress is off."""
+    if not enabled:
+        return _Counter(**kw)
+    from tqdm import tqdm
+
+    return tqdm(unit="B", unit_scale=True, unit_divisor=1024, disable=None, **kw)
+
+
 class _Bar:
     """A per-transfer byte bar feeding the overall one; thread-safe enough for tqdm."""
 
-    def __init__(self, label: str, total: int | None, overall: tqdm | None, enabled: bool):
+    def __init__(self, label: str, total: int | None, overall: tqdm | _Counter | None,
+                 enabled: bool):
         self.overall = overall
-        self.bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                        desc=label[-40:], disable=None if enabled else True)
+        self.bar = byte_bar(enabled, total=total, leave=False, desc=label[-40:])
 
     def set_total(self, total: int) -> None:
         if self.bar.total is None:
@@ -109,8 +136,7 @@ class Copier:
         started = time.monotonic()
         overall = None
         if len(jobs) > 1:
-            overall = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="total",
-                           disable=None if self.options.progress else True)
+            overall = byte_bar(self.options.progress, total=0, desc="total")
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(self.options.parallel, len(jobs) or 1)),
                                     thread_name_prefix="transfer") as pool:
@@ -131,7 +157,7 @@ class Copier:
         return pool.submit(self._run, job, None)
 
     # -- one file ------------------------------------------------------------------------------
-    def _run(self, job: CopyJob, overall: tqdm | None) -> TransferResult:
+    def _run(self, job: CopyJob, overall: tqdm | _Counter | None) -> TransferResult:
         res = TransferResult(job.src, job.dst)
         started = time.monotonic()
         bar: _Bar | None = None

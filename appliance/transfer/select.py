@@ -19,7 +19,6 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from appliance.transfer import gfal, globus
 from appliance.transfer.base import TransferBackend
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import UnsupportedURL
@@ -27,6 +26,21 @@ from appliance.transfer.local import LocalBackend
 
 BACKEND_NAMES = ("gfal2", "globus", "http", "local")
 HTTP_SCHEMES = frozenset({"http", "https", "dav", "davs"})
+GRIDFTP_SCHEMES = frozenset({"gsiftp", "ftp"})
+
+
+# The gfal2 binding (glib and its plugins) and the GridFTP modules are imported only when a URL
+# needs them: an HTTP or local copy starts without them.
+def _gfal():  # noqa: ANN202 - the module
+    from appliance.transfer import gfal
+
+    return gfal
+
+
+def _globus():  # noqa: ANN202 - the module
+    from appliance.transfer import globus
+
+    return globus
 
 
 def scheme_of(url: str) -> str:
@@ -55,9 +69,9 @@ class Backends:
         with self._lock:
             if name not in self._made:
                 if name == "gfal2":
-                    self._made[name] = gfal.GfalBackend(self.credentials, streams=self.gfal_streams)
+                    self._made[name] = _gfal().GfalBackend(self.credentials, streams=self.gfal_streams)
                 elif name == "globus":
-                    self._made[name] = globus.GlobusBackend(
+                    self._made[name] = _globus().GlobusBackend(
                         self.credentials, self.gfal_streams, namespace=self._made.get("gfal2"))
                 elif name == "http":
                     from appliance.transfer.http import HttpBackend  # requests: only when used
@@ -75,14 +89,15 @@ class Backends:
             return "local"
         wanted = self.prefer.get(scheme) or self.prefer.get("*")
         if wanted and wanted != "auto":
-            if wanted == "gfal2" and not gfal.available():
+            if wanted == "gfal2" and not _gfal().available():
                 raise UnsupportedURL(url, "backend gfal2 requested but python3-gfal2 is not installed")
             return wanted
-        if (scheme in globus.GlobusBackend.schemes and gfal.available() and globus.available()
-                and self.credentials.proxy):
-            return "globus"
         if scheme in HTTP_SCHEMES:  # resumes, and measured faster than davix here
             return "http"
+        gfal = _gfal()
+        if (scheme in GRIDFTP_SCHEMES and gfal.available() and _globus().available()
+                and self.credentials.proxy):
+            return "globus"
         if gfal.available() and scheme in gfal.GfalBackend.schemes:
             return "gfal2"
         raise UnsupportedURL(url, f"no transfer backend for {scheme}:// here"
