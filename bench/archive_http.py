@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jwt  # noqa: E402
+from transfer_common import disk_floor  # noqa: E402
 
 from archive.config import load_config  # noqa: E402
 from archive.server import serve_in_thread  # noqa: E402
@@ -115,7 +116,7 @@ def main() -> int:
     results = {}
     try:
         # upload: ours (curl -T, checksums on the fly, fsync, catalog commit) vs cp (+ fsync)
-        up, cp, cps = [], [], []
+        up, cp, cps, floor = [], [], [], []
         for i in range(args.runs):
             up.append(curl_time([*auth, "-T", str(src), f"{srv.url}/bench/up{i}.bin"]))
             dst = work / f"cp{i}.bin"
@@ -133,6 +134,7 @@ def main() -> int:
             cps.append(time.perf_counter() - t)
             for p in (dst, dst2):
                 p.unlink()
+            floor.append(disk_floor(work / "floor.bin", size))
         entry = srv.archive.catalog.get_file("/bench/up0.bin")
         assert entry and entry.size == size
         # download: the same bytes from both servers, to /dev/null, by curl
@@ -145,7 +147,7 @@ def main() -> int:
         results = {
             "download_ours_MiBps": mib / min(ours), "download_nginx_MiBps": mib / min(theirs),
             "upload_ours_MiBps": mib / min(up), "cp_MiBps": mib / min(cp),
-            "cp_fsync_MiBps": mib / min(cps),
+            "cp_fsync_MiBps": mib / min(cps), "floor_MiBps": mib / min(floor),
         }
     finally:
         nginx.send_signal(signal.SIGQUIT)
@@ -160,6 +162,8 @@ def main() -> int:
           f" MiB/s   ratio {r['upload_ours_MiBps'] / r['cp_MiBps']:.2f} (goal >= 0.8)")
     print(f"          (cp + fsync {r['cp_fsync_MiBps']:8.0f} MiB/s; ours includes fsync: ratio "
           f"{r['upload_ours_MiBps'] / r['cp_fsync_MiBps']:.2f})")
+    print(f"          (disk floor, write + fsync from memory {r['floor_MiBps']:8.0f} MiB/s: no durable "
+          f"upload can exceed {r['floor_MiBps'] / r['cp_MiBps']:.2f}x cp)")
     return 0
 
 

@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transfer_common import DATACLIENT, load, make_file, ratios, summary, timed
+from transfer_common import DATACLIENT, disk_floor, load, make_file, ratios, summary, timed
 
 from appliance.dataclient.proxy import create_proxy
 from tests.appliance.transfer.servers import GridFTPServer
@@ -47,11 +47,12 @@ def main() -> int:
         env.pop("BEARER_TOKEN", None)
         out = work / "out"
         out.mkdir()
-        base, base_fsync, base_fast, ours, nosync = [], [], [], [], []
+        floor, base, base_fsync, base_fast, ours, nosync = [], [], [], [], [], []
         timed(["globus-url-copy", url, (out / "warm").as_uri()], env)  # page cache, sessions
         (out / "warm").unlink()
         guc, dc = out / "guc.bin", out / "dc.bin"
         for _ in range(args.runs):
+            floor.append(disk_floor(out / "floor.bin", size))
             base.append(timed(["globus-url-copy", url, guc.as_uri()], env))
             guc.unlink()
             base_fsync.append(timed(["globus-url-copy", url, guc.as_uri()], env, fsync=guc))
@@ -69,7 +70,8 @@ def main() -> int:
               + "  (MODE E, as dataclient runs it)")
         print(summary("dataclient get (adler32)", ours, size))
         print(summary("dataclient get --no-fsync", nosync, size))
-        print(ratios(base, base_fsync, ours, nosync, "globus-url-copy", 0.95))
+        print(summary("disk floor (write + fsync)", floor, size))
+        print(ratios(base, base_fsync, ours, nosync, floor, "globus-url-copy", 0.95))
         return 0
     finally:
         if server:

@@ -20,7 +20,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from transfer_common import DATACLIENT, load, make_file, ratios, summary, timed
+from transfer_common import DATACLIENT, disk_floor, load, make_file, ratios, summary, timed
 
 from tests.pki import make_pki
 
@@ -69,9 +69,10 @@ def main() -> int:
         curl = ["curl", "-sS", "-f", "--capath", str(pki.cert_dir), "-o"]
         timed([*curl, str(out / "warm"), url], env)
         (out / "warm").unlink()
-        base, base_fsync, ours, nosync = [], [], [], []
+        floor, base, base_fsync, ours, nosync = [], [], [], [], []
         cb, dc = out / "curl.bin", out / "dc.bin"
         for _ in range(args.runs):
+            floor.append(disk_floor(out / "floor.bin", size))
             base.append(timed([*curl, str(cb), url], env))
             cb.unlink()
             base_fsync.append(timed([*curl, str(cb), url], env, fsync=cb))
@@ -86,7 +87,8 @@ def main() -> int:
         print(summary("curl + fsync", base_fsync, size))
         print(summary("dataclient get (adler32)", ours, size))
         print(summary("dataclient get --no-fsync", nosync, size))
-        print(ratios(base, base_fsync, ours, nosync, "curl", 0.9))
+        print(summary("disk floor (write + fsync)", floor, size))
+        print(ratios(base, base_fsync, ours, nosync, floor, "curl", 0.9))
         urls = [f"{running.url}/public/set/f{i:02d}.bin" for i in range(args.files)]
         seq, par = [], []
         for _ in range(1):
