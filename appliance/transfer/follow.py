@@ -25,10 +25,13 @@ class Follower(threading.Thread):
     """Follows ``path`` while it grows; ``stop()`` returns the checksums (empty if unsure)."""
 
     def __init__(self, path: Path, progress: Progress, algorithms: Iterable[str],
-                 writeback: bool = True, interval: float = 0.05):
+                 writeback: bool = True, resumed_from: int = 0, interval: float = 0.05):
+        """``resumed_from``: bytes that were there before this copy (a resume): hashed like the
+        rest, but not reported as progress again."""
         super().__init__(daemon=True)
         self.path, self.progress, self.interval = path, progress, interval
         self.writeback = writeback
+        self.resumed_from = resumed_from
         self.digesters = {a: new_digester(a) for a in algorithms}
         self.seen = 0
         self.synced = 0
@@ -46,7 +49,7 @@ class Follower(threading.Thread):
         if size < self.seen:
             self.valid = False
         if not self.digesters and self.valid and size > self.seen:  # progress only: no reading
-            self.progress(size - self.seen)
+            self._report(self.seen, size)
             self.seen = size
         while self.valid and self.seen < size:
             end = min(size, self.seen + WINDOW)
@@ -76,10 +79,15 @@ class Follower(threading.Thread):
                     piece = view[pos:min(pos + SLICE, end - base)]
                     for d in self.digesters.values():
                         d.update(piece)
-                    self.progress(len(piece))
+                    self._report(base + pos, base + pos + len(piece))
                     piece.release()
             finally:
                 view.release()
+
+    def _report(self, start: int, end: int) -> None:
+        new = end - max(start, self.resumed_from)
+        if new > 0:
+            self.progress(new)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
