@@ -28,7 +28,7 @@ from typing import Protocol
 from appliance.fsutil import WRITEBACK_STEP, start_writeback
 from appliance.hashing import BLOCK, adler32
 
-POOL = 64  # buffers in flight: 16 MiB
+POOL = 64  # at most 16 MiB in flight per upload
 THREAD_MIN = 8 << 20
 
 
@@ -66,8 +66,8 @@ class Sink:
         self._pool: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._hash_queue: queue.SimpleQueue[tuple[bytearray, int] | None] | None = None
         self._thread: threading.Thread | None = None
-        for _ in range(POOL if threaded else 1):
-            self._pool.put(bytearray(BLOCK))
+        self._allocated = 0
+        self._limit = POOL if threaded else 1
         if threaded:
             self._hash_queue = queue.SimpleQueue()
             self._thread = threading.Thread(target=self._hash_worker, daemon=True)
@@ -94,7 +94,7 @@ class Sink:
         remaining = length
         try:
             while remaining is None or remaining > 0:
-                buf = self._pool.get()
+                buf = self._buffer()
                 if self._error is not None:
                     raise self._error
                 view = memoryview(buf)
@@ -110,6 +110,17 @@ class Sink:
         finally:
             self._close()
         return remaining
+
+    def _buffer(self) -> bytearray:
+        """A free buffer: a returned one, a new one while under the limit, else wait for one
+        (memory grows only as far as the hash worker falls behind)."""
+        try:
+            return self._pool.get_nowait()
+        except queue.Empty:
+            if self._allocated < self._limit:
+                self._allocated += 1
+                return bytearray(BLOCK)
+            return self._pool.get()
 
     def _consume(self, buf: bytearray, view: memoryview, n: int) -> None:
         data = view[:n]
