@@ -33,6 +33,7 @@ from appliance.cluster.pki import (
     install_ca,
     issue,
     key_pem,
+    key_usage,
     make_ca,
     new_key,
     write_credential,
@@ -103,10 +104,7 @@ class PKI:
             .not_valid_after(end)
             .add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO,
                                                       _PROXY_CERT_INFO_INHERIT_ALL), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=True, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(key_usage(ca=False), critical=True)
             .sign(eec_key, hashes.SHA256())
         )
         out = Path(out)

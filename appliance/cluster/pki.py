@@ -73,39 +73,38 @@ def write_credential(cert_path: Path, key_path: Path, cert: x509.Certificate,
     key_path.chmod(0o600)
 
 
-def make_ca(dn: str, days: int = 365) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    key = new_key()
+def key_usage(ca: bool) -> x509.KeyUsage:
+    """Signing certificates and CRLs for a CA; signatures and key exchange for anything else
+    (hosts, users, RFC 3820 proxies)."""
+    return x509.KeyUsage(digital_signature=True, content_commitment=False,
+                         key_encipherment=not ca, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False)
+
+
+def _builder(subject: str, issuer: x509.Name, key: rsa.RSAPrivateKey, days: int,
+             ca: bool) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(dn_to_name(dn)).issuer_name(dn_to_name(dn))
+    return (x509.CertificateBuilder().subject_name(dn_to_name(subject)).issuer_name(issuer)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
-    return cert, key
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(key_usage(ca), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False))
+
+
+def make_ca(dn: str, days: int = 365) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = new_key()
+    return _builder(dn, dn_to_name(dn), key, days, ca=True).sign(key, hashes.SHA256()), key
 
 
 def issue(ca_cert: x509.Certificate, ca_key: rsa.RSAPrivateKey, dn: str, key: rsa.RSAPrivateKey, *,
           server: bool, hosts: Iterable[str] = (), days: int = 90) -> x509.Certificate:
     """An end-entity certificate: client auth always, server auth (and a SAN with ``hosts`` and
     127.0.0.1) when ``server``."""
-    now = dt.datetime.now(dt.UTC)
     usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
         ExtendedKeyUsageOID.CLIENT_AUTH]
-    b = (x509.CertificateBuilder().subject_name(dn_to_name(dn)).issuer_name(ca_cert.subject)
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=days))
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                      key_encipherment=True, data_encipherment=False,
-                                      key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                      encipher_only=False, decipher_only=False), critical=True)
+    b = (_builder(dn, ca_cert.subject, key, days, ca=False)
          .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
          .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),
                         critical=False))
     if server:
