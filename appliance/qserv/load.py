@@ -13,12 +13,15 @@ The password, when needed, comes from ``QSERV_MYSQL_PASSWORD`` and is never logg
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -126,11 +129,23 @@ def _load_file(cur, path: Path, table: str, columns: list[str]) -> tuple[int, li
     return rows, warnings
 
 
-def _recreate_database(conn, name: str) -> None:
-    with conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {ident(name)}")
-        cur.execute(f"CREATE DATABASE {ident(name)}")
-        cur.execute(f"USE {ident(name)}")
+@contextlib.contextmanager
+def _loading(db: DbConfig, database: str, what: str) -> Iterator[Any]:
+    """A cursor on ``database``, dropped and recreated first. A MariaDB error becomes one
+    DatabaseError naming what was being loaded; the connection is closed in every case."""
+    import pymysql
+
+    conn = db.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {ident(database)}")
+            cur.execute(f"CREATE DATABASE {ident(database)}")
+            cur.execute(f"USE {ident(database)}")
+            yield cur
+    except pymysql.MySQLError as err:
+        raise DatabaseError(f"loading {what} database {database}: {err.args[-1]}") from err
+    finally:
+        conn.close()
 
 
 def load_reference(db: DbConfig, schema: CatalogSchema, converted_dir: str | Path, database: str | None = None, progress: bool = False) -> LoadResult:
@@ -140,31 +155,21 @@ def load_reference(db: DbConfig, schema: CatalogSchema, converted_dir: str | Pat
     database = database or schema.database
     res = LoadResult(database)
     t0 = time.monotonic()
-    conn = db.connect()
-    try:
-        _recreate_database(conn, database)
-        with conn.cursor() as cur, tempfile.TemporaryDirectory(prefix="qserv-ref-") as tmp:
-            for table in schema.tables:
-                cur.execute(create_table_sql(table, table.name, chunked=False))
-                pf = pq.ParquetFile(str(Path(converted_dir) / f"{table.name}.parquet"))
-                res.tables[table.name] = 0
-                for i, batch in enumerate(tqdm(pf.iter_batches(batch_size=500_000), desc=f"load {table.name}", disable=not progress)):
-                    csv = Path(tmp) / f"{table.name}_{i}.csv"
-                    csv.write_bytes(_csv_bytes(pa.Table.from_batches([batch])))
-                    n, w = _load_file(cur, csv, table.name, table.column_names())
-                    csv.unlink()
-                    res.tables[table.name] += n
-                    res.rows += n
-                    res.files += 1
-                    res.warnings += w
-    except Exception as err:
-        import pymysql
-
-        if isinstance(err, pymysql.MySQLError):
-            raise DatabaseError(f"loading reference database {database}: {err.args[-1]}") from err
-        raise
-    finally:
-        conn.close()
+    with _loading(db, database, "reference") as cur, \
+            tempfile.TemporaryDirectory(prefix="qserv-ref-") as tmp:
+        for table in schema.tables:
+            cur.execute(create_table_sql(table, table.name, chunked=False))
+            pf = pq.ParquetFile(str(Path(converted_dir) / f"{table.name}.parquet"))
+            res.tables[table.name] = 0
+            for i, batch in enumerate(tqdm(pf.iter_batches(batch_size=500_000), desc=f"load {table.name}", disable=not progress)):
+                csv = Path(tmp) / f"{table.name}_{i}.csv"
+                csv.write_bytes(_csv_bytes(pa.Table.from_batches([batch])))
+                n, w = _load_file(cur, csv, table.name, table.column_names())
+                csv.unlink()
+                res.tables[table.name] += n
+                res.rows += n
+                res.files += 1
+                res.warnings += w
     res.seconds = time.monotonic() - t0
     return res
 
@@ -187,46 +192,35 @@ def load_chunked(db: DbConfig, schema: CatalogSchema, partition_dir: str | Path,
     database = database or f"{schema.database}_chunks"
     res = LoadResult(database)
     t0 = time.monotonic()
-    conn = db.connect()
-    try:
-        _recreate_database(conn, database)
-        with conn.cursor() as cur:
-            for table in schema.tables:
-                tdir = Path(partition_dir) / table.name
-                summary = read_summary(tdir)
-                columns = summary.columns
-                files = sorted(tdir.glob("chunk_*.txt"))
-                res.tables[table.name] = 0
-                for path in tqdm(files, desc=f"load {table.name} chunks", unit="file", disable=not progress):
-                    m = re.match(r"^chunk_(\d+)(_overlap)?\.txt$", path.name)
-                    if not m:
-                        continue
-                    chunk, overlap = int(m.group(1)), bool(m.group(2))
-                    name = chunk_table_name(table.name, chunk, overlap)
-                    cur.execute(create_table_sql(table, name, chunked=True))
-                    n, w = _load_file(cur, path, name, columns)
-                    if not overlap:
-                        res.tables[table.name] += n
-                    res.rows += n
-                    res.files += 1
-                    res.warnings += w
-                # Qserv workers hold an (empty) overlap table for every chunk of a director.
-                if table.is_director:
-                    cur.execute("SHOW TABLES")
-                    present = {r[0] for r in cur.fetchall()}
-                    for name in sorted(present):
-                        mm = CHUNK_TABLE_RE.match(name)
-                        if mm and mm.group("table") == table.name and not mm.group("ov"):
-                            ov = chunk_table_name(table.name, int(mm.group("chunk")), True)
-                            if ov not in present:
-                                cur.execute(create_table_sql(table, ov, chunked=True))
-    except Exception as err:
-        import pymysql
-
-        if isinstance(err, pymysql.MySQLError):
-            raise DatabaseError(f"loading chunked database {database}: {err.args[-1]}") from err
-        raise
-    finally:
-        conn.close()
+    with _loading(db, database, "chunked") as cur:
+        for table in schema.tables:
+            tdir = Path(partition_dir) / table.name
+            summary = read_summary(tdir)
+            columns = summary.columns
+            files = sorted(tdir.glob("chunk_*.txt"))
+            res.tables[table.name] = 0
+            for path in tqdm(files, desc=f"load {table.name} chunks", unit="file", disable=not progress):
+                m = re.match(r"^chunk_(\d+)(_overlap)?\.txt$", path.name)
+                if not m:
+                    continue
+                chunk, overlap = int(m.group(1)), bool(m.group(2))
+                name = chunk_table_name(table.name, chunk, overlap)
+                cur.execute(create_table_sql(table, name, chunked=True))
+                n, w = _load_file(cur, path, name, columns)
+                if not overlap:
+                    res.tables[table.name] += n
+                res.rows += n
+                res.files += 1
+                res.warnings += w
+            # Qserv workers hold an (empty) overlap table for every chunk of a director.
+            if table.is_director:
+                cur.execute("SHOW TABLES")
+                present = {r[0] for r in cur.fetchall()}
+                for name in sorted(present):
+                    mm = CHUNK_TABLE_RE.match(name)
+                    if mm and mm.group("table") == table.name and not mm.group("ov"):
+                        ov = chunk_table_name(table.name, int(mm.group("chunk")), True)
+                        if ov not in present:
+                            cur.execute(create_table_sql(table, ov, chunked=True))
     res.seconds = time.monotonic() - t0
     return res
