@@ -6,7 +6,7 @@ without parsing messages; ``exit_code`` serves the CLI.
 
 from __future__ import annotations
 
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ChecksumMismatch
 
 
 class ArchiveError(ApplianceError):
@@ -14,34 +14,36 @@ class ArchiveError(ApplianceError):
     exit_code = 1
 
 
-class NotFound(ArchiveError):
-    status = 404
-    exit_code = 4
-
-    def __init__(self, path: str, what: str = "no such file or collection"):
-        self.path = path
-        super().__init__(f"{path}: {what}")
-
-
-class AlreadyExists(ArchiveError):
-    status = 405
-    exit_code = 4
-
-    def __init__(self, path: str):
-        self.path = path
-        super().__init__(f"{path}: already exists")
-
-
-class Conflict(ArchiveError):
-    status = 409
-    exit_code = 4
+class PathError(ArchiveError):
+    """An error about one namespace path: ``.path`` holds it, the message starts with it."""
 
     def __init__(self, path: str, why: str):
         self.path = path
         super().__init__(f"{path}: {why}")
 
 
-class NearlineOnly(ArchiveError):
+class NotFound(PathError):
+    status = 404
+    exit_code = 4
+
+    def __init__(self, path: str, what: str = "no such file or collection"):
+        super().__init__(path, what)
+
+
+class AlreadyExists(PathError):
+    status = 405
+    exit_code = 4
+
+    def __init__(self, path: str):
+        super().__init__(path, "already exists")
+
+
+class Conflict(PathError):
+    status = 409
+    exit_code = 4
+
+
+class NearlineOnly(PathError):
     """A GET of a file whose only copies are on tape: the client must stage it first.
 
     423 (Locked), not 409: davix maps 409 to EEXIST, and ``gfal-copy -f`` then deletes the
@@ -53,11 +55,9 @@ class NearlineOnly(ArchiveError):
     exit_code = 6
 
     def __init__(self, path: str):
-        self.path = path
         super().__init__(
-            f"{path}: file is on tape only (NEARLINE); stage it first with the WLCG Tape REST API "
-            "(POST /api/v1/stage, e.g. gfal-bringonline or 'archive stage'), then retry"
-        )
+            path, "file is on tape only (NEARLINE); stage it first with the WLCG Tape REST API "
+            "(POST /api/v1/stage, e.g. gfal-bringonline or 'archive stage'), then retry")
 
 
 class BadPath(ArchiveError):
@@ -107,11 +107,6 @@ class ConfigError(ArchiveError):
     exit_code = 2
 
 
-class ChecksumError(ArchiveError):
-    """Bytes do not match their recorded checksum (disk file changed, tape record damaged)."""
-
-    exit_code = 4
-
-    def __init__(self, what: str, expected: str, actual: str):
-        self.what, self.expected, self.actual = what, expected, actual
-        super().__init__(f"checksum mismatch for {what}: expected {expected}, got {actual}")
+class ChecksumError(ChecksumMismatch, ArchiveError):
+    """Bytes do not match their recorded checksum (disk file changed, tape record damaged):
+    the appliance's ChecksumMismatch (message, exit code 4) inside the archive's hierarchy."""

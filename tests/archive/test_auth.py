@@ -85,16 +85,21 @@ def test_proxy_accepted_and_mapped(lta, s, pki, tmp_path):
     assert r.status_code == 200
 
 
-def test_expired_proxy_refused(lta, pki, tmp_path):
-    proxy = pki.make_proxy(tmp_path / "old", expired=True)
-    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
-    ctx.load_cert_chain(str(proxy))
+def _assert_handshake_refused(ctx: ssl.SSLContext, port: int) -> None:
+    """The server ends the TLS session instead of answering a request over it."""
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        with socket.create_connection(("127.0.0.1", lta.port)) as raw, \
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
                 ctx.wrap_socket(raw, server_hostname="localhost") as t:
             t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             if not t.recv(100):
                 raise ConnectionError("closed")
+
+
+def test_expired_proxy_refused(lta, pki, tmp_path):
+    proxy = pki.make_proxy(tmp_path / "old", expired=True)
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(proxy))
+    _assert_handshake_refused(ctx, lta.port)
 
 
 def test_unmapped_dn_refused(lta, s, pki, tmp_path):
@@ -111,9 +116,4 @@ def test_untrusted_ca_refused(lta, tmp_path):
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.load_cert_chain(str(other.user_cert), str(other.user_key))
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-        with socket.create_connection(("127.0.0.1", lta.port)) as raw, \
-                ctx.wrap_socket(raw, server_hostname="localhost") as t:
-            t.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            if not t.recv(100):
-                raise ConnectionError("closed")
+    _assert_handshake_refused(ctx, lta.port)
