@@ -7,6 +7,7 @@ A reader never sees a half-written file under its final name, and a crash leaves
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -17,7 +18,10 @@ from typing import IO, Any
 WRITEBACK_STEP = 32 << 20  # start writeback of every 32 MiB written (see start_writeback)
 
 
-def _load_sync_file_range() -> Any:
+@functools.cache
+def _sync_file_range() -> Any:
+    """libc's ``sync_file_range``, loaded on first use (ctypes is not worth a start-up cost for
+    commands that never write large files); None where it does not exist."""
     try:
         import ctypes
         import ctypes.util
@@ -30,9 +34,6 @@ def _load_sync_file_range() -> Any:
         return None
 
 
-_SYNC_FILE_RANGE = _load_sync_file_range()
-
-
 def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     """Start writing a range of a file to disk now, without waiting (Linux
     ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; a no-op elsewhere).
@@ -42,8 +43,9 @@ def start_writeback(fd: int, offset: int, nbytes: int) -> None:
     while the network still delivers and the final fsync waits for the tail only. It is not a
     durability guarantee: the fsync before the rename still is.
     """
-    if _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, nbytes, 2)
+    fn = _sync_file_range()
+    if fn is not None:
+        fn(fd, offset, nbytes, 2)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 
 try:  # zlib-ng's SIMD adler32: ~10 GB/s on the development machine, Debian's zlib 1.2 ~2.4 GB/s
-    from zlib_ng.zlib_ng import adler32
+    from zlib_ng.zlib_ng import adler32  # noqa: F401 - the one adler32 of the project
 except ImportError:  # the archive image runs on Debian's Python libraries only
-    from zlib import adler32
+    from zlib import adler32  # noqa: F401 - the one adler32 of the project
 
 # Reused buffers of 256 KiB stay in the CPU cache between the receive copy, the checksum and the
 # write; with 1 MiB each pass goes to RAM.
@@ -25,15 +25,6 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         while chunk := f.read(BLOCK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def adler32_file(path: str | os.PathLike[str]) -> str:
-    """Adler-32 as WLCG writes it: 8 lowercase hex digits."""
-    value = 1
-    with open(path, "rb") as f:
-        while chunk := f.read(BLOCK):
-            value = adler32(chunk, value)
-    return f"{value & 0xFFFFFFFF:08x}"
 
 
 def sha256_bytes(data: bytes) -> str:

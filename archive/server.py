@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from appliance.hashing import BLOCK
 from archive import taperest, webdav
 from archive.auth import Authenticator, Identity
 from archive.catalog import SearchQuery
@@ -42,7 +43,6 @@ from archive.errors import (
 from archive.paths import normalize
 
 log = logging.getLogger(__name__)
-SEND_BLOCK = 256 << 10
 MAX_JSON = 64 << 20
 
 
@@ -348,11 +348,11 @@ class Handler(BaseHTTPRequestHandler):
             return sent
         # TLS: no sendfile. One reused buffer small enough to stay in the CPU cache between
         # the read and the encryption (1 MiB buffers were measurably slower on this class of CPU).
-        buf = bytearray(SEND_BLOCK)
+        buf = bytearray(BLOCK)
         view = memoryview(buf)
         sent = 0
         while sent < count:
-            n = os.preadv(fd, [view[:min(SEND_BLOCK, count - sent)]], offset + sent)
+            n = os.preadv(fd, [view[:min(BLOCK, count - sent)]], offset + sent)
             if not n:
                 break
             sock.sendall(view[:n])

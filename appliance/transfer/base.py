@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+GRIDFTP_SCHEMES = frozenset({"gsiftp", "ftp"})
+
 Progress = Callable[[int], None]
 
 

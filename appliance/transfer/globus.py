@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from appliance.transfer.base import Progress, RemoteStat
+from appliance.transfer.base import GRIDFTP_SCHEMES, Progress, RemoteStat
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import NotFound, PermissionDenied, TransferError
 from appliance.transfer.follow import Follower
@@ -38,7 +38,7 @@ def _error(url: str, what: str, text: str) -> TransferError:
 
 class GlobusBackend:
     name = "globus-url-copy"
-    schemes = frozenset({"gsiftp", "ftp"})
+    schemes = GRIDFTP_SCHEMES
     supports_resume = True  # -partial-offset N: the rest is written after the bytes already there
 
     def __init__(self, credentials: Credentials | None = None, streams: int = 1,

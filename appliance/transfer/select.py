@@ -19,14 +19,13 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from appliance.transfer.base import TransferBackend
+from appliance.transfer.base import GRIDFTP_SCHEMES, TransferBackend
 from appliance.transfer.credentials import Credentials
 from appliance.transfer.errors import UnsupportedURL
 from appliance.transfer.local import LocalBackend
 
 BACKEND_NAMES = ("gfal2", "globus", "http", "local")
 HTTP_SCHEMES = frozenset({"http", "https", "dav", "davs"})
-GRIDFTP_SCHEMES = frozenset({"gsiftp", "ftp"})
 
 
 # The gfal2 binding (glib and its plugins) and the GridFTP modules are imported only when a URL
