@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import ChecksumMismatch
-from appliance.hashing import adler32_file, sha256_bytes
+from appliance.hashing import sha256_bytes
 from appliance.store import ContentStore
+from appliance.transfer.checksum import file_checksum
 
 
 def test_add_and_dedupe(tmp_path: Path) -> None:
@@ -41,4 +42,4 @@ def test_writer_error_leaves_nothing(tmp_path: Path) -> None:
 
 def test_adler32_format(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
-    assert adler32_file(tmp_path / "f") == "00000001"
+    assert file_checksum(tmp_path / "f", "adler32") == "00000001"
