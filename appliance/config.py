@@ -31,6 +31,15 @@ class Settings:
     run_gid: int = 65534
     # Extra options for input resolvers of remote schemes (site URLs, tokens files, CA dirs).
     resolvers: dict[str, Any] = field(default_factory=dict)
+    # Machine-wide, unlike `home`: the package store (.deb files of every image build) and the
+    # machine-local lock overlay. Images live in the engine, which one machine shares, so a
+    # run store moved with --home/APPLIANCE_HOME still sees the images this machine built.
+    image_store: Path = field(default_factory=lambda: _default_home() / "images")
+    # A dated snapshot mirror (site or user config, never the repository), as a URL template with
+    # {archive} (debian, debian-security) and {timestamp} (%Y%m%dT%H%M%SZ), e.g.
+    # http://snapshot.example.org/archive/{archive}/{timestamp}; locked packages missing from the
+    # package store are fetched from it by their pool path.
+    snapshot_mirror: str | None = None
 
     @property
     def store_root(self) -> Path:
@@ -39,6 +48,10 @@ class Settings:
     @property
     def runs_root(self) -> Path:
         return self.home / "runs"
+
+    @property
+    def package_store(self) -> Path:
+        return self.image_store / "packages"
 
     @classmethod
     def load(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -67,12 +80,16 @@ class Settings:
         unknown = set(values) - names
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
-        for key in ("home", "images_dir"):
+        for key in ("home", "images_dir", "image_store"):
             if key in values:
                 values[key] = Path(values[key]).expanduser()
         for key in ("run_uid", "run_gid"):
             if key in values:
                 values[key] = int(values[key])
+        mirror = values.get("snapshot_mirror")
+        if mirror is not None and ("{timestamp}" not in str(mirror) or "{archive}" not in str(mirror)):
+            raise ConfigError(f"{path}: snapshot_mirror must be a URL template with {{archive}} and "
+                              f"{{timestamp}}, got {mirror!r}")
         if values.get("runtime", "docker") not in ("docker", "podman"):
             raise ConfigError(f"runtime: expected 'docker' or 'podman', got {values['runtime']!r}")
         return cls(**values)

@@ -37,6 +37,14 @@ class ImageMissing(ApplianceError):
     exit_code = 3
 
 
+RESTORE_ADVICE = (
+    "to get the exact locked images back: `appliance import BUNDLE` (a run bundle carries its image), "
+    "`appliance images load TAR` (from `images save`), or `appliance images rebuild --offline "
+    "--packages FILE` (from `images export-packages`); or `appliance images ensure` to build "
+    "local stand-ins from today's mirror"
+)
+
+
 class ChecksumMismatch(ApplianceError):
     """Content does not match the checksum that was recorded or announced for it."""
 

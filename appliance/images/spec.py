@@ -26,6 +26,7 @@ class ImageSpec:
     env: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
     base: str | None = None  # for dockerfile images: the spec name they build FROM
+    apt: tuple[str, ...] = ()  # for dockerfile images: Debian packages, served to the build from the store
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -67,8 +68,11 @@ def load_spec(directory: Path) -> ImageSpec:
     if builder == "dockerfile":
         if not (directory / "Dockerfile").is_file():
             raise ConfigError(f"{directory}: builder 'dockerfile' needs a Dockerfile beside {path.name}")
+        apt = data.get("apt", [])
+        if not isinstance(apt, list) or not all(isinstance(p, str) and p for p in apt):
+            raise ConfigError(f"{path}: field 'apt' must be a list of Debian package names")
         return ImageSpec(name=name, builder=builder, directory=directory, source_date_epoch=sde,
-                         base=_need(data, "from", path, str), raw=data)
+                         base=_need(data, "from", path, str), apt=tuple(apt), raw=data)
     raise ConfigError(f"{path}: field 'builder' must be 'mmdebstrap' or 'dockerfile', got {builder!r}")
 
 

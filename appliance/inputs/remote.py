@@ -107,6 +107,20 @@ class RemoteResolver:
     def checksum(self, uri: str, store: ContentStore) -> ResolvedInput:
         return self.fetch(uri, store)
 
+    def download(self, uri: str, dest: Path) -> None:
+        """``uri`` to the local file ``dest`` (staged from tape first if need be), checksum verified."""
+        copier, creds = self._copier()
+        stager = StagingCopier(copier, creds, lifetime=self.options.get("stage_lifetime", "PT1H"),
+                               timeout=float(self.options.get("stage_timeout", 6 * 3600)))
+        stager.copy([CopyJob(self.url_of(uri), str(dest))]).results[0].raise_for_error()
+
+    def upload(self, src: Path, uri: str) -> str:
+        """The local file ``src`` to ``uri``, checksum verified; returns the URL written."""
+        copier, _ = self._copier()
+        url = self.url_of(uri)
+        copier.copy(str(src), url).raise_for_error()
+        return url
+
 
 def remote_resolvers(settings: dict[str, Any] | None = None) -> list[RemoteResolver]:
     """The resolvers for remote schemes, configured from ``Settings.resolvers``."""

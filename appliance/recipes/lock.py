@@ -6,6 +6,7 @@ matches its locked checksum, or when the lock no longer matches the recipe's lis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 
 from appliance.errors import ImageMissing, RecipeError
 from appliance.fsutil import atomic_write_bytes
-from appliance.images.lock import ImagesLock
+from appliance.images.lock import ImagesLock, resolve
 from appliance.recipes.model import LOCK_FILE, Recipe
 
 HEADER = "# Written by `appliance lock`: the exact image and inputs this recipe runs with.\n"
@@ -82,13 +83,19 @@ class RecipeLock:
                                        f"lock says {locked.sha256}")
 
 
-def resolve_image(ref: str, images_lock: ImagesLock) -> str:
-    """Image ID for a recipe's ``image`` field: a locked name, ``sha256:...`` or ``ref@sha256:...``."""
+def resolve_image(ref: str, images_lock: ImagesLock, local: ImagesLock | None = None,
+                  has_image: Callable[[str], bool] | None = None) -> str:
+    """Image ID for a recipe's ``image`` field: a locked name, ``sha256:...`` or ``ref@sha256:...``.
+
+    With ``local`` and ``has_image``, a name resolves as ``images.lock.resolve`` says: the locked
+    image if the engine has it, else this machine's recorded stand-in for it."""
     if ref.startswith("sha256:"):
         return ref
     if "@sha256:" in ref:
         return "sha256:" + ref.split("@sha256:", 1)[1]
     try:
+        if local is not None and has_image is not None:
+            return resolve(ref, images_lock, local, has_image).image_id
         return images_lock.get(ref).image_id
     except ImageMissing as err:
         raise ImageMissing(f"recipe image '{ref}': {err}") from err

@@ -19,8 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config import Settings
-from appliance.errors import ApplianceError, ChecksumMismatch, InputError, RecipeError, RunFailed
-from appliance.images.lock import ImagesLock
+from appliance.errors import (
+    RESTORE_ADVICE,
+    ApplianceError,
+    ChecksumMismatch,
+    ImageMissing,
+    InputError,
+    RecipeError,
+    RunFailed,
+)
+from appliance.images.lock import ImagesLock, local_lock_path
 from appliance.inputs.registry import ResolverRegistry
 from appliance.recipes.cachekey import cache_key
 from appliance.recipes.lock import LockedInput, RecipeLock, resolve_image
@@ -103,7 +111,9 @@ class Runner:
     # -- lock ---------------------------------------------------------------------------------
     def lock(self, recipe_dir: str | Path) -> RecipeLock:
         recipe = load_recipe(recipe_dir)
-        image_id = resolve_image(recipe.image, ImagesLock.load(self.settings.images_dir / "images.lock"))
+        image_id = resolve_image(recipe.image, ImagesLock.load(self.settings.images_dir / "images.lock"),
+                                 ImagesLock.load(local_lock_path(self.settings.image_store)),
+                                 self.runtime.has_image)
         registry = ResolverRegistry(self.settings, recipe.directory)
         locked = []
         for spec in recipe.inputs:
@@ -181,6 +191,9 @@ class Runner:
         return os.getuid(), os.getgid()
 
     def execute(self, p: Prepared, replay_of: str | None = None) -> RunOutcome:
+        if not self.runtime.has_image(p.image_id):
+            raise ImageMissing(f"{p.recipe.directory / 'recipe.lock'}: image {p.image_id} is not on "
+                               f"this engine ({self.runtime.name}); {RESTORE_ADVICE}")
         run_id = new_run_id(p.recipe.name)
         uid, gid = self._user()
         record = RunRecord(

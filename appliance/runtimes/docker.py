@@ -31,7 +31,7 @@ def _import_docker_sdk():  # type: ignore[no-untyped-def]
 
 docker = _import_docker_sdk()
 
-from appliance.errors import EngineUnavailable, ImageMissing  # noqa: E402
+from appliance.errors import RESTORE_ADVICE, EngineUnavailable, ImageMissing  # noqa: E402
 from appliance.fsutil import atomic_open  # noqa: E402
 from appliance.runtimes.base import ContainerResult, ContainerSpec  # noqa: E402
 
@@ -80,10 +80,7 @@ class DockerRuntime:
 
     def run(self, spec: ContainerSpec, on_log: Callable[[str], None]) -> ContainerResult:
         if not self.has_image(spec.image_id):
-            raise ImageMissing(
-                f"image {spec.image_id} is not in the Docker engine; `appliance images ensure` "
-                "builds the locked images, `appliance import BUNDLE` loads a preserved one"
-            )
+            raise ImageMissing(f"image {spec.image_id} is not in the Docker engine; {RESTORE_ADVICE}")
         volumes = {str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
                    for m in spec.mounts}
         kwargs: dict[str, object] = {}
