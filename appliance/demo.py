@@ -53,10 +53,14 @@ def main() -> int:
     if DEMO.exists():
         shutil.rmtree(DEMO)
     home, elsewhere = DEMO / "home", DEMO / "elsewhere"
-    step("lock the recipe: image ID + input checksums", "lock", str(RECIPE), home=home)
-    step("run it hermetically", "run", "-q", str(RECIPE), "-o", str(DEMO / "outputs"), home=home)
+    # A copy, locked afresh: the demo never writes into the repository (its recipe.lock pins the
+    # tracked image ID, which a machine whose mirror moved may only have as a local stand-in).
+    recipe = DEMO / RECIPE.name
+    shutil.copytree(RECIPE, recipe, ignore=shutil.ignore_patterns("recipe.lock", "__pycache__"))
+    step("lock a copy of the recipe: image ID + input checksums", "lock", str(recipe), home=home)
+    step("run it hermetically", "run", "-q", str(recipe), "-o", str(DEMO / "outputs"), home=home)
     run_id = latest_run(home)
-    step("run again: same cache key, outputs reused", "run", "-q", str(RECIPE), home=home)
+    step("run again: same cache key, outputs reused", "run", "-q", str(recipe), home=home)
     step("replay the run and compare outputs by policy", "replay", "-q", run_id, home=home)
     step("export provenance and a self-contained bundle", "export", run_id,
          "--ro-crate", str(DEMO / "ro-crate"), "--bundle", str(DEMO / "bundle.tar"), home=home)

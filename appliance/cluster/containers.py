@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import tarfile
 from dataclasses import dataclass, field
@@ -108,6 +109,10 @@ def host_vars_for(state: ClusterState, inventory: Inventory, recipes: list[str])
         "gridftp_port": p["gridftp"],
         "gridftp_port_range": f"{p['gridftp_range_low']},{p['gridftp_range_high']}",
         "mariadb_port": p["mariadb"],
+        # the identities this engine has (see up()): base_images and pipeline check these IDs
+        "base_images_lock_file": f"{state.state_dir}/images.lock",
+        "pipeline_images_lock_file": f"{state.state_dir}/images.lock",
+        "archive_images_lock_file": f"{state.state_dir}/images.lock",
     }
     hosts = {}
     for host in sorted(inventory.nodes):
@@ -155,19 +160,28 @@ def up(name: str, state_dir: Path, template: Path = TEMPLATE, recipes: list[str]
     from docker.errors import NotFound
 
     from appliance.cluster.pki import make_cluster_pki
-    from appliance.images.lock import ImagesLock
+    from appliance.config import Settings
+    from appliance.images.lock import ImagesLock, effective_lock, local_lock_path, resolve
 
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    lock = ImagesLock.load(lock_file)
-    if "base" not in lock.images:
-        raise ImageMissing(f"{lock_file}: no locked 'base' image; run `appliance images ensure` first")
-    base_id = lock.images["base"].image_id
     client = _docker()
-    try:
-        client.images.get(base_id)
-    except NotFound as err:
-        raise ImageMissing(f"locked base image {base_id} is not on the engine; run `appliance images ensure`") from err
+
+    def has_image(image_id: str) -> bool:
+        try:
+            client.images.get(image_id)
+            return True
+        except NotFound:
+            return False
+
+    # The nodes get the identities this engine really has (a local stand-in where the locked
+    # image could not be reproduced here), written into the state dir.
+    tracked = ImagesLock.load(lock_file)
+    local = ImagesLock.load(local_lock_path(Settings.load().image_store))
+    if "base" not in tracked.images:
+        raise ImageMissing(f"{lock_file}: no locked 'base' image; run `appliance images ensure` first")
+    base_id = resolve("base", tracked, local, has_image).image_id
+    effective_lock(tracked, local, has_image, state_dir / "images.lock").save()
 
     template_inv = load_inventory([template])
     try:
@@ -197,7 +211,7 @@ def up(name: str, state_dir: Path, template: Path = TEMPLATE, recipes: list[str]
             pass
         volumes = {str(state_dir): {"bind": str(state_dir), "mode": "rw"}}
         if host in docker_hosts:
-            volumes[SOCKET] = {"bind": SOCKET, "mode": "rw"}
+            volumes[engine_socket()] = {"bind": SOCKET, "mode": "rw"}
         container = client.containers.run(
             base_id, ["sleep", "infinity"], name=cname, detach=True, init=True, network_mode="host",
             volumes=volumes, labels={LABEL: name, "org.appliance.node": host},
@@ -205,11 +219,35 @@ def up(name: str, state_dir: Path, template: Path = TEMPLATE, recipes: list[str]
         )
         _put_file(container, "/etc/apt/sources.list", sources)
         _put_file(container, "/usr/sbin/policy-rc.d", POLICY_RC, 0o755)
+    staged = stage_recipes(recipes if recipes is not None else [str(REPO_ROOT / "recipes" / "fits-sky-model")],
+                           state_dir / "recipes")
     atomic_write_bytes(state.inventory_file, yaml.safe_dump(
-        host_vars_for(state, template_inv, recipes if recipes is not None else
-                      [str(REPO_ROOT / "recipes" / "fits-sky-model")]), sort_keys=True).encode())
+        host_vars_for(state, template_inv, staged), sort_keys=True).encode())
     state.save()
     return state
+
+
+def engine_socket() -> str:
+    """The socket of the engine this process talks to (DOCKER_HOST, if a unix socket): the one a
+    docker_host node must see as its /var/run/docker.sock, or its images would not be ours."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host.removeprefix("unix://") if host.startswith("unix://") else SOCKET
+
+
+def stage_recipes(recipes: list[str], dest: Path) -> list[str]:
+    """Copies of the recipes for the nodes, without their recipe.lock: a node locks a recipe to
+    the images its cluster was given (the lock pins a tracked image ID, which this machine may
+    only have as a local stand-in)."""
+    import shutil
+
+    out = []
+    for src in recipes:
+        target = dest / Path(src).name
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(src, target, ignore=shutil.ignore_patterns("recipe.lock", "__pycache__"))
+        out.append(str(target))
+    return out
 
 
 def down(state_dir: Path) -> list[str]:

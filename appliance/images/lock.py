@@ -122,3 +122,17 @@ def resolve(name: str, tracked: ImagesLock, local: ImagesLock, has_image: Callab
         return stand_in
     raise ImageMissing(f"image '{name}' ({locked.image_id}, from {tracked.path}) is not on this engine; "
                        + RESTORE_ADVICE)
+
+
+def effective_lock(tracked: ImagesLock, local: ImagesLock, has_image: Callable[[str], bool],
+                   path: Path) -> ImagesLock:
+    """A lock (to be saved at ``path``) whose every name is the identity it runs as on this
+    engine: what a cluster's nodes are given, so that a stand-in reaches them too."""
+    images = {}
+    for name in sorted(set(tracked.images) | {n for n, i in local.images.items() if i.replaces is None}):
+        try:
+            chosen = resolve(name, tracked, local, has_image)
+        except ImageMissing:
+            chosen = tracked.images[name] if name in tracked.images else local.images[name]
+        images[name] = LockedImage(**{**asdict(chosen), "debs": list(chosen.debs), "replaces": None})
+    return ImagesLock(path, images)

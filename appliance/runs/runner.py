@@ -193,7 +193,8 @@ class Runner:
     def execute(self, p: Prepared, replay_of: str | None = None) -> RunOutcome:
         if not self.runtime.has_image(p.image_id):
             raise ImageMissing(f"{p.recipe.directory / 'recipe.lock'}: image {p.image_id} is not on "
-                               f"this engine ({self.runtime.name}); {RESTORE_ADVICE}")
+                               f"this engine ({self.runtime.name}); {RESTORE_ADVICE}; or `appliance lock "
+                               f"{p.recipe.directory}` to pin this machine's image of '{p.recipe.image}'")
         run_id = new_run_id(p.recipe.name)
         uid, gid = self._user()
         record = RunRecord(

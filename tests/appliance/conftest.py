@@ -40,16 +40,33 @@ def docker_client():
     return client
 
 
-@pytest.fixture(scope="session")
-def locked_images(docker_client) -> ImagesLock:
-    lock = ImagesLock.load(REPO_ROOT / "images" / "images.lock")
+def engine_lock(docker_client) -> ImagesLock:
+    """The identities the images have on this engine: the locked ones, or this machine's
+    recorded stand-ins where the mirror moved (what `make images` leaves)."""
+    from docker.errors import ImageNotFound
+
+    from appliance.images.lock import effective_lock, local_lock_path
+
+    def has_image(image_id: str) -> bool:
+        try:
+            docker_client.images.get(image_id)
+            return True
+        except ImageNotFound:
+            return False
+
+    tracked = ImagesLock.load(REPO_ROOT / "images" / "images.lock")
+    local = ImagesLock.load(local_lock_path(Settings.load().image_store))
+    lock = effective_lock(tracked, local, has_image, tracked.path)
     for name in ("base", "pipeline"):
         require(name in lock.images, f"image '{name}' not locked: run `make images`")
-        try:
-            docker_client.images.get(lock.images[name].image_id)
-        except Exception:  # noqa: BLE001
-            require(False, f"locked image {name} missing from the engine: run `make images`")
+        require(has_image(lock.images[name].image_id),
+                f"image {name} ({lock.images[name].image_id}) missing from the engine: run `make images`")
     return lock
+
+
+@pytest.fixture(scope="session")
+def locked_images(docker_client) -> ImagesLock:
+    return engine_lock(docker_client)
 
 
 @contextlib.contextmanager

@@ -32,13 +32,12 @@ def _engine_ready() -> bool:
     try:
         import docker
 
-        client = docker.from_env()
-        lock = (REPO_ROOT / "images" / "images.lock").read_text()
-        import yaml
+        from tests.appliance.conftest import engine_lock
 
-        images = yaml.safe_load(lock)["images"]
+        client = docker.from_env()
+        images = engine_lock(client).images
         for name in ("base", "archive", "pipeline"):
-            client.images.get(images[name]["image_id"])
+            client.images.get(images[name].image_id)
         return True
     except Exception:  # noqa: BLE001 - any failure means "prerequisite missing"
         return False

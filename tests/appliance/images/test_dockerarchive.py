@@ -8,6 +8,7 @@ from pathlib import Path
 from appliance.images.dockerarchive import write_docker_archive
 from appliance.images.lock import LockedImage
 from appliance.images.manage import compare, package_changes
+from appliance.images.packages import LockedDeb
 from appliance.images.spec import load_spec
 
 
@@ -35,11 +36,14 @@ def test_image_id_deterministic(tmp_path: Path) -> None:
 
 def test_compare_explains_package_drift(tmp_path: Path) -> None:
     spec = load_spec(Path(__file__).resolve().parents[3] / "images" / "base")
+    def deb(name: str, version: str) -> LockedDeb:
+        return LockedDeb(name, version, "all", "0" * 64, 1, f"pool/main/{name}_{version}_all.deb")
+
     old = LockedImage("base", "mmdebstrap", "sha256:1", ["sha256:a"], spec.definition_hash(), "t",
-                      packages={"bash": "5.2-1", "tzdata": "2024a"})
+                      debs=[deb("bash", "5.2-1"), deb("tzdata", "2024a")])
     new = LockedImage("base", "mmdebstrap", "sha256:2", ["sha256:b"], spec.definition_hash(), "t",
-                      packages={"bash": "5.2-1", "tzdata": "2025b"})
-    check = compare(spec, old, new)
+                      debs=[deb("bash", "5.2-1"), deb("tzdata", "2025b")])
+    check = compare(spec, old, new, "mirror")
     assert check.verdict == "differs" and not check.ok
     assert any("tzdata: 2024a -> 2025b" in r for r in check.reasons)
     assert package_changes({"a": "1"}, {"b": "2"}) == ["a: 1 -> absent", "b: absent -> 2"]
