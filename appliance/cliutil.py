@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 
@@ -23,6 +24,12 @@ def run_command(prog: str, args: argparse.Namespace,
     )
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # the reader went away (`... --json | head`): stop quietly, as coreutils do; point stdout
+        # at /dev/null so the interpreter's final flush does not fail a second time
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
     except ApplianceError as err:
         if on_error is not None:
             on_error(err)

@@ -59,10 +59,16 @@ class RecipeLock:
 
     @classmethod
     def load(cls, directory: Path) -> RecipeLock | None:
+        from appliance.recipes.model import read_yaml
+
         path = directory / LOCK_FILE
         if not path.exists():
             return None
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {}, str(path))
+        data, _ = read_yaml(path)
+        if not isinstance(data, dict):
+            raise RecipeError(str(path), "malformed lock (expected a mapping); re-create it with "
+                                         f"`appliance lock {directory}`")
+        return cls.from_dict(data, str(path))
 
     def input(self, name: str) -> LockedInput | None:
         return next((i for i in self.inputs if i.name == name), None)

@@ -82,12 +82,61 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+MIN_MEMORY = 6 << 20  # Docker refuses a smaller memory limit (and 0 would mean no limit at all)
+
+
 def parse_memory(value: str | int) -> int:
     if isinstance(value, int):
         return value
     units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     v = value.strip().lower()
     return int(v[:-1]) * units[v[-1]] if v[-1] in units else int(v)
+
+
+def _duplicate_key(node: yaml.Node | None) -> tuple[str, int] | None:
+    """The first key that a mapping repeats (YAML says keys are unique; PyYAML keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                if k.value in seen:
+                    return k.value, k.start_mark.line + 1
+                seen.add(k.value)
+            found = _duplicate_key(v)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found:
+                return found
+    return None
+
+
+def read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    """A YAML file as data and node tree; undecodable text, bad YAML and repeated keys are one
+    ``RecipeError`` naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise RecipeError(str(path), f"not UTF-8 text (byte {err.start}); expected a YAML file",
+                          line=line) from err
+    if "\x00" in text:
+        raise RecipeError(str(path), "contains NUL bytes; expected a YAML text file")
+    try:
+        node = yaml.compose(text, Loader=SAFE_LOADER)
+        data = yaml.load(text, Loader=SAFE_LOADER)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise RecipeError(str(path), f"not valid YAML: {getattr(err, 'problem', None) or err}",
+                          line=mark.line + 1 if mark else None) from err
+    dup = _duplicate_key(node)
+    if dup:
+        raise RecipeError(str(path), f"key '{dup[0]}' appears twice (YAML keys must be unique)",
+                          line=dup[1], field=dup[0])
+    return data, node
 
 
 def _line_of(node: yaml.Node | None, path: list[Any]) -> int | None:
@@ -149,20 +198,19 @@ def validate(data: Any, source: str, node: yaml.Node | None = None) -> None:
 
 
 def load_recipe(directory: str | Path) -> Recipe:
-    directory = Path(directory).resolve()
+    given = Path(directory)
+    directory = given.resolve()
     if directory.is_file():
+        if directory.name != RECIPE_FILE:
+            raise RecipeError(str(given), "is a file; expected a recipe directory (with recipe.yaml)")
         directory = directory.parent
     path = directory / RECIPE_FILE
     if not path.is_file():
         raise RecipeError(str(path), "no recipe.yaml here (a recipe is a directory with recipe.yaml)")
+    data, node = read_yaml(path)
+    if data is None:
+        raise RecipeError(str(path), "empty recipe; expected a mapping with at least name, image and command")
     text = path.read_text()
-    try:
-        node = yaml.compose(text, Loader=SAFE_LOADER)
-        data = yaml.load(text, Loader=SAFE_LOADER)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise RecipeError(str(path), f"not valid YAML: {getattr(err, 'problem', err)}",
-                          line=mark.line + 1 if mark else None) from err
     marker = _validated_marker(text)
     if not marker.exists():
         validate(data, str(path), node)
@@ -179,7 +227,24 @@ def load_recipe(directory: str | Path) -> Recipe:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise RecipeError(str(path), f"duplicate input name(s) {sorted(dup)}", field="inputs")
+    paths = [o["path"] for o in data.get("outputs") or []]
+    dup = {p for p in paths if paths.count(p) > 1}
+    if dup:
+        raise RecipeError(str(path), f"duplicate output path(s) {sorted(dup)}", field="outputs",
+                          line=_line_of(node, ["outputs"]))
+    for i, o in enumerate(data.get("outputs") or []):
+        for j, pattern in enumerate(o.get("ignore_regex") or []):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise RecipeError(str(path), f"not a valid regular expression ({err}): {pattern!r}",
+                                  line=_line_of(node, ["outputs", i, "ignore_regex", j]),
+                                  field=f"outputs[{i}].ignore_regex[{j}]") from err
     res = data.get("resources") or {}
+    if "memory" in res and parse_memory(res["memory"]) < MIN_MEMORY:
+        raise RecipeError(str(path), f"{res['memory']!r} is below the smallest limit a container "
+                          f"can have ({MIN_MEMORY >> 20}m)", line=_line_of(node, ["resources", "memory"]),
+                          field="resources.memory")
     outputs = [
         OutputSpec(o["path"], o.get("compare", "sha256"), {k: v for k, v in o.items() if k not in ("path", "compare")})
         for o in data.get("outputs") or []

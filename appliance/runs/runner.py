@@ -191,6 +191,10 @@ class Runner:
         return os.getuid(), os.getgid()
 
     def execute(self, p: Prepared, replay_of: str | None = None) -> RunOutcome:
+        cores = os.cpu_count() or 1
+        if p.recipe.cpus and p.recipe.cpus > cores:
+            raise RecipeError(str(p.recipe.path), f"{p.recipe.cpus:g} CPUs asked, this machine has {cores}",
+                              field="resources.cpus")
         if not self.runtime.has_image(p.image_id):
             raise ImageMissing(f"{p.recipe.directory / 'recipe.lock'}: image {p.image_id} is not on "
                                f"this engine ({self.runtime.name}); {RESTORE_ADVICE}; or `appliance lock "
@@ -240,7 +244,12 @@ class Runner:
                     logf.write(line + "\n")
                     self.on_log(line)
 
-                result = self.runtime.run(spec, sink)
+                try:
+                    result = self.runtime.run(spec, sink)
+                except RunFailed as err:
+                    if err.run_id is not None:
+                        raise
+                    raise RunFailed(f"recipe {p.recipe.name}: {err}", run_id) from err
             record.exit_code, record.oom_killed = result.exit_code, result.oom_killed
             if result.oom_killed:
                 limit = p.recipe.memory_bytes

@@ -31,9 +31,17 @@ def _import_docker_sdk():  # type: ignore[no-untyped-def]
 
 docker = _import_docker_sdk()
 
-from appliance.errors import RESTORE_ADVICE, EngineUnavailable, ImageMissing  # noqa: E402
+from appliance.errors import RESTORE_ADVICE, EngineUnavailable, ImageMissing, RunFailed  # noqa: E402
 from appliance.fsutil import atomic_open  # noqa: E402
 from appliance.runtimes.base import ContainerResult, ContainerSpec  # noqa: E402
+
+
+def _explain(err: docker.errors.APIError) -> str:
+    """The engine's reason on one line, without the OCI runtime's wrapping."""
+    text = str(getattr(err, "explanation", None) or err).replace("\n", " ")
+    if "exec: " in text:  # 'OCI runtime create failed: ... exec: "x": executable file not found in $PATH: unknown'
+        text = text[text.index("exec: "):].removesuffix(": unknown")
+    return text
 
 
 def docker_client() -> docker.DockerClient:
@@ -89,16 +97,22 @@ class DockerRuntime:
         if spec.memory_bytes:
             kwargs["mem_limit"] = spec.memory_bytes
             kwargs["memswap_limit"] = spec.memory_bytes  # no swap: an OOM is an OOM
-        container = self.client.containers.create(
-            spec.image_id, command=spec.command, environment=spec.env, volumes=volumes,
-            user=spec.user, working_dir=spec.workdir, network_mode=spec.network,
-            read_only=spec.read_only_root, tmpfs={"/tmp": f"rw,size={spec.tmpfs_size},mode=1777"},
-            security_opt=["no-new-privileges"], cap_drop=["ALL"], pids_limit=spec.pids_limit,
-            labels=spec.labels, detach=True, **kwargs,
-        )
+        try:
+            container = self.client.containers.create(
+                spec.image_id, command=spec.command, environment=spec.env, volumes=volumes,
+                user=spec.user, working_dir=spec.workdir, network_mode=spec.network,
+                read_only=spec.read_only_root, tmpfs={"/tmp": f"rw,size={spec.tmpfs_size},mode=1777"},
+                security_opt=["no-new-privileges"], cap_drop=["ALL"], pids_limit=spec.pids_limit,
+                labels=spec.labels, detach=True, **kwargs,
+            )
+        except docker.errors.APIError as err:
+            raise RunFailed(f"the engine refused the container: {_explain(err)}") from err
         tail: collections.deque[str] = collections.deque(maxlen=50)
         try:
-            container.start()
+            try:
+                container.start()
+            except docker.errors.APIError as err:
+                raise RunFailed(f"the engine could not start {spec.command[0]!r}: {_explain(err)}") from err
             buf = b""
             for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
                 buf += chunk
