@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,8 @@ class ImageManager:
     def _build(self, spec: ImageSpec, specs: dict[str, ImageSpec], base: LockedImage | None,
                debs: list | None, nocache: bool = False, build_dir: Path | None = None) -> LockedImage:
         out = build_dir or self.build_dir
+        source = "today's mirror" if debs is None else f"the package store ({len(debs)} locked .debs)"
+        print(f"appliance images: building '{spec.name}' from {source} ...", file=sys.stderr, flush=True)
         if spec.builder == "mmdebstrap":
             return build_base(spec, out, self.runtime, self.store, debs).locked
         assert base is not None
