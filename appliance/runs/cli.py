@@ -29,8 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--runtime", choices=["docker", "podman"], help="container runtime (default docker)")
         q.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
-    q = sub.add_parser("check", help="validate a recipe against the schema",
-                       description="Validate DIR/recipe.yaml; errors name the file, line and field.")
+    q = sub.add_parser("check", help="find everything wrong with a recipe that can be found without running it",
+                       description="Validate DIR/recipe.yaml: the schema, unique keys and outputs, "
+                                   "regular expressions, limits, a locked image name, local inputs "
+                                   "that exist, known URI schemes. Errors name the file, line and "
+                                   "field; exit 2.")
     q.add_argument("recipe", type=Path, help="recipe directory")
     q.set_defaults(func=_check)
 
@@ -85,7 +88,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from appliance.config import Settings
+    from appliance.recipes.check import check_recipe
+
     recipe = load_recipe(args.recipe)
+    check_recipe(recipe, Settings.load())
     print(f"{recipe.path}: valid recipe '{recipe.name}'")
     return 0
 

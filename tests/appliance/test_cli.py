@@ -26,8 +26,9 @@ def test_help_mentions_exit_codes(capsys) -> None:
 
 def test_images_list_json(capsys) -> None:
     assert main(["images", "list", "--json"]) == 0
-    ids = json.loads(capsys.readouterr().out)
-    assert ids["base"].startswith("sha256:") and ids["pipeline"].startswith("sha256:")
+    rows = json.loads(capsys.readouterr().out)
+    assert rows["base"]["image_id"].startswith("sha256:") and rows["pipeline"]["image_id"].startswith("sha256:")
+    assert set(rows["base"]) == {"image_id", "local"}  # local: this machine's stand-in, if any
 
 
 def test_unknown_run(tmp_path: Path, capsys) -> None:
