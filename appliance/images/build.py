@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +31,13 @@ from appliance.images.aptrepo import make_repository, serve
 from appliance.images.aptsources import debian_sources_for
 from appliance.images.dockerarchive import read_docker_archive, write_docker_archive
 from appliance.images.lock import LockedImage
-from appliance.images.packages import LockedDeb, PackageStore, describe_debs
+from appliance.images.packages import (
+    LockedDeb,
+    LockedWheel,
+    PackagesMissing,
+    PackageStore,
+    describe_debs,
+)
 from appliance.images.spec import ImageSpec
 from appliance.runtimes.docker import DockerRuntime
 
@@ -190,9 +198,46 @@ def resolve_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: Doc
         return [locked for locked, _ in described]
 
 
+def resolve_wheels(spec: ImageSpec, store: PackageStore, work: Path) -> list[LockedWheel]:
+    """``pip download`` of the spec's pinned wheels (binary only, no dependencies: the list is
+    complete by rule) with this Python (the image's is Debian's CPython 3.11 too) and the pip
+    index this machine is configured with; each wheel goes into the store by its sha256."""
+    if not spec.pip:
+        return []
+    from packaging.utils import parse_wheel_filename
+
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix=".wheels-") as tmp:
+        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                               "--only-binary=:all:", "--dest", tmp, *spec.pip], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ImageBuildError(f"{spec.directory}: pip download {' '.join(spec.pip)} failed: "
+                                  f"{proc.stderr.strip()[-600:]}")
+        wheels = []
+        for path in sorted(Path(tmp).glob("*.whl")):
+            name, version, _, _ = parse_wheel_filename(path.name)
+            locked = LockedWheel(str(name), str(version), path.name, sha256_file(path), path.stat().st_size)
+            store.add(path, locked)
+            wheels.append(locked)
+    return wheels
+
+
+def _wheel_repository(wheels: list[LockedWheel], store: PackageStore, repo: Path) -> None:
+    """``wheels/`` (a directory listing pip reads as --find-links) and a hash-pinned requirements file."""
+    (repo / "wheels").mkdir()
+    lines = []
+    for w in sorted(wheels, key=lambda w: w.filename):
+        try:
+            os.link(store.path(w.sha256), repo / "wheels" / w.filename)
+        except OSError:
+            shutil.copyfile(store.path(w.sha256), repo / "wheels" / w.filename)
+        lines.append(f"{w.name}=={w.version} --hash=sha256:{w.sha256}")
+    (repo / "requirements.txt").write_text("\n".join(lines) + "\n")
+
+
 def build_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: DockerRuntime, build_dir: Path,
                   store: PackageStore, debs: list[LockedDeb] | None = None,
-                  nocache: bool = False) -> BuiltImage:
+                  wheels: list[LockedWheel] | None = None, nocache: bool = False) -> BuiltImage:
     """``docker build`` FROM the base's ID with ``spec.apt`` served from the store over loopback
     (``debs`` None: resolved from today's mirror first), then re-pack the layers with a canonical
     config so the image ID depends only on the layer contents (the builder's own config carries
@@ -201,16 +246,24 @@ def build_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: Docke
     resolved_at = _stamp()
     if debs is None:
         debs = resolve_derived(spec, base, suite, runtime, store, build_dir)
+        wheels = resolve_wheels(spec, store, build_dir)
+    wheels = wheels or []
+    if store.missing(wheels):
+        raise PackagesMissing(spec.name, store.missing(wheels))
     api = runtime.client.api
     built_id = None
     logs: list[str] = []
     with tempfile.TemporaryDirectory(dir=build_dir, prefix=".repo-") as repo_dir:
         make_repository(debs, store, Path(repo_dir), suite, "amd64", spec.name)
+        if wheels:
+            _wheel_repository(wheels, store, Path(repo_dir))
         with serve(Path(repo_dir)) as repo_url:
+            args = {"BASE_IMAGE": base.image_id, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
+                    "APT_REPO": f"{repo_url} {suite} main", "APT_PACKAGES": " ".join(spec.apt)}
+            if wheels:  # for `pip install --no-index --no-deps --require-hashes -r $PIP_REQUIREMENTS --find-links $PIP_FIND_LINKS`
+                args |= {"PIP_REQUIREMENTS": f"{repo_url}/requirements.txt", "PIP_FIND_LINKS": f"{repo_url}/wheels/"}
             for event in api.build(
-                path=str(spec.directory),
-                buildargs={"BASE_IMAGE": base.image_id, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
-                           "APT_REPO": f"{repo_url} {suite} main", "APT_PACKAGES": " ".join(spec.apt)},
+                path=str(spec.directory), buildargs=args,
                 network_mode="host", rm=True, forcerm=True, pull=False, nocache=nocache, decode=True,
             ):
                 if "stream" in event:
@@ -251,7 +304,7 @@ def build_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: Docke
     info = runtime.image_info(image_id)
     return BuiltImage(LockedImage(
         name=spec.name, builder=spec.builder, image_id=image_id, diff_ids=list(info["diff_ids"]),  # type: ignore[arg-type]
-        definition_sha256=definition, tag=tag, base_image_id=base.image_id, debs=debs,
+        definition_sha256=definition, tag=tag, base_image_id=base.image_id, debs=debs, wheels=wheels,
         resolved_at=resolved_at, built_at=_now(),
     ))
 

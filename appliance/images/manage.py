@@ -29,7 +29,7 @@ from appliance.images.lock import (
     LockedImage,
     local_lock_path,
 )
-from appliance.images.packages import PackagesMissing, PackageStore
+from appliance.images.packages import LockedDeb, PackagesMissing, PackageStore
 from appliance.images.spec import ImageSpec, load_specs
 from appliance.runtimes.docker import DockerRuntime
 
@@ -145,24 +145,28 @@ class ImageManager:
 
     def store_has(self, locked: LockedImage) -> bool:
         """All of ``locked``'s packages are in the store, after asking a snapshot mirror if one is set."""
-        missing = self.store.missing(locked.debs)
-        if missing and self.settings.snapshot_mirror:
+        missing = self.store.missing(locked.files)
+        debs = [d for d in missing if isinstance(d, LockedDeb)]
+        if debs and self.settings.snapshot_mirror:  # wheels: PyPI keeps every release, the store is the guarantee
             from appliance.images.snapshot import fetch_missing
 
-            fetch_missing(self.settings.snapshot_mirror, missing, locked.resolved_at, self.store)
-            missing = self.store.missing(locked.debs)
+            fetch_missing(self.settings.snapshot_mirror, debs, locked.resolved_at, self.store)
+            missing = self.store.missing(locked.files)
         return bool(locked.debs) and not missing
 
     def _build(self, spec: ImageSpec, specs: dict[str, ImageSpec], base: LockedImage | None,
-               debs: list | None, nocache: bool = False, build_dir: Path | None = None) -> LockedImage:
+               pinned: LockedImage | None, nocache: bool = False, build_dir: Path | None = None) -> LockedImage:
+        """``pinned`` None: packages from today's mirror (and PyPI); else its locked files from the store."""
         out = build_dir or self.build_dir
-        source = "today's mirror" if debs is None else f"the package store ({len(debs)} locked .debs)"
+        debs = pinned.debs if pinned is not None else None
+        source = ("today's mirror" if pinned is None
+                  else f"the package store ({len(pinned.files)} locked files)")
         print(f"appliance images: building '{spec.name}' from {source} ...", file=sys.stderr, flush=True)
         if spec.builder == "mmdebstrap":
             return build_base(spec, out, self.runtime, self.store, debs).locked
         assert base is not None
         return build_derived(spec, base, self._suite(spec, specs), self.runtime, out, self.store,
-                             debs, nocache=nocache).locked
+                             debs, pinned.wheels if pinned is not None else None, nocache=nocache).locked
 
     # -- ensure ---------------------------------------------------------------------------------
     def ensure(self, names: list[str] | None = None, force: bool = False, update_lock: bool = False,
@@ -212,13 +216,13 @@ class ImageManager:
             if not force and self.runtime.has_image(locked.image_id):
                 return ImageCheck(spec.name, "present", locked.image_id, locked.image_id), locked
             if self.store_has(locked):
-                built = self._build(spec, specs, base, locked.debs)
+                built = self._build(spec, specs, base, locked)
                 return compare(spec, locked, built, "store"), built
         if offline:
             if locked is None:
                 raise ConfigError(f"image '{spec.name}' is not locked in {self.lock_path}: nothing to "
                                   "rebuild offline")
-            raise PackagesMissing(spec.name, self.store.missing(locked.debs) or locked.debs,
+            raise PackagesMissing(spec.name, self.store.missing(locked.files) or locked.files,
                                   f" ({self.store.root}); " + RESTORE_ADVICE)
         stand_in = local.images.get(spec.name)
         if (not force and stand_in is not None and locked is not None
@@ -298,9 +302,9 @@ class ImageManager:
             use_store = source == "store" or (source == "auto" and target is not None and self.store_has(target))
             if use_store:
                 if target is None or not self.store_has(target):
-                    raise PackagesMissing(spec.name, self.store.missing(target.debs) if target else [],
+                    raise PackagesMissing(spec.name, self.store.missing(target.files) if target else [],
                                           f" ({self.store.root})")
-                built = self._build(spec, by_name, base, target.debs, nocache=True, build_dir=work)
+                built = self._build(spec, by_name, base, target, nocache=True, build_dir=work)
                 check = compare(spec, target, built, "store")
             else:
                 built = self._build(spec, by_name, base, None, nocache=True, build_dir=work)
@@ -333,7 +337,7 @@ class ImageManager:
         specs = self._selected(self.specs(names), names)
         chosen = ImagesLock(tracked.path, {s.name: tracked.get(s.name) for s in specs})
         for image in chosen.images.values():
-            missing = self.store.missing(image.debs)
+            missing = self.store.missing(image.files)
             if missing or not image.debs:
                 raise PackagesMissing(image.name, missing, f" ({self.store.root}): this machine cannot "
                                       "export the locked image; run `appliance images ensure` where the "
@@ -380,7 +384,7 @@ class ImageManager:
             while root.base:
                 root = by_name[root.base]
             if spec.name in tracked.images:
-                families.setdefault(root.name, []).extend(tracked.images[spec.name].debs)
+                families.setdefault(root.name, []).extend(tracked.images[spec.name].files)
         return {family: self.store.size(debs) for family, debs in families.items()}
 
     # -- save -----------------------------------------------------------------------------------

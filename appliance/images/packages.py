@@ -28,9 +28,9 @@ class PackagesMissing(ApplianceError):
 
     exit_code = 3
 
-    def __init__(self, image: str, missing: list[LockedDeb], advice: str = ""):
+    def __init__(self, image: str, missing: list, advice: str = ""):  # type: ignore[type-arg]
         self.image, self.missing = image, missing
-        names = ", ".join(f"{d.package}={d.version}" for d in missing[:5])
+        names = ", ".join(f"{getattr(d, 'package', None) or d.name}={d.version}" for d in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         super().__init__(f"image '{image}': the package store lacks {len(missing)} locked "
                          f"package(s) ({names}{more}){advice}")
@@ -57,6 +57,25 @@ class LockedDeb:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> LockedDeb:
+        return cls(**data)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    """A wheel of a derived image's ``pip`` list: kept in the same store, installed with
+    ``pip --require-hashes`` from it."""
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> LockedWheel:
         return cls(**data)  # type: ignore[arg-type]
 
 
@@ -126,28 +145,29 @@ class PackageStore:
     def path(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256
 
-    def has(self, deb: LockedDeb) -> bool:
+    def has(self, deb: LockedDeb | LockedWheel) -> bool:
         p = self.path(deb.sha256)
         return p.is_file() and p.stat().st_size == deb.size
 
-    def missing(self, debs: Iterable[LockedDeb]) -> list[LockedDeb]:
+    def missing(self, debs: Iterable[LockedDeb | LockedWheel]) -> list:  # type: ignore[type-arg]
         return [d for d in debs if not self.has(d)]
 
-    def add(self, src: Path, deb: LockedDeb) -> Path:
+    def add(self, src: Path, deb: LockedDeb | LockedWheel) -> Path:
         """Copy ``src`` in under its sha256, checking it first; a present file is kept."""
         dest = self.path(deb.sha256)
         if self.has(deb):
             return dest
         actual = sha256_file(src)
         if actual != deb.sha256:
-            raise ChecksumMismatch(f"{src} ({deb.package} {deb.version})", deb.sha256, actual)
+            raise ChecksumMismatch(f"{src} ({getattr(deb, 'package', None) or deb.name} {deb.version})",
+                                   deb.sha256, actual)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with open(src, "rb") as fin, atomic_open(dest, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
             os.fchmod(fout.fileno(), 0o644)  # apt reads repositories as its _apt user
         return dest
 
-    def add_stream(self, stream, deb: LockedDeb, what: str) -> Path:  # type: ignore[no-untyped-def]
+    def add_stream(self, stream, deb: LockedDeb | LockedWheel, what: str) -> Path:  # type: ignore[no-untyped-def]
         """Write a download into the store, hashing as it goes; nothing stays on a mismatch."""
         import hashlib
 
@@ -163,5 +183,5 @@ class PackageStore:
             os.fchmod(fout.fileno(), 0o644)
         return dest
 
-    def size(self, debs: Iterable[LockedDeb]) -> int:
+    def size(self, debs: Iterable[LockedDeb | LockedWheel]) -> int:
         return sum(d.size for d in {d.sha256: d for d in debs}.values())

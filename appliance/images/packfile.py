@@ -6,6 +6,7 @@ Layout (an uncompressed tar: .deb files are compressed already)::
     images/images.lock     the lock the .debs belong to
     images/<name>/...      the image specs (spec.yaml, image.yaml, Dockerfile)
     packages/<pool name>   the .deb files, each named as in its archive's pool
+    wheels/<file name>     the wheels of derived images with a `pip` list
 
 The manifest is written last and read first; on import every member is hashed while it is read
 and must match the manifest, and every .deb must match the sha256 of the lock inside the file,
@@ -25,7 +26,7 @@ from appliance.fsutil import atomic_open
 from appliance.hashing import sha256_bytes
 from appliance.images.dockerarchive import add_bytes
 from appliance.images.lock import ImagesLock
-from appliance.images.packages import LockedDeb, PackageStore
+from appliance.images.packages import LockedDeb, LockedWheel, PackageStore
 
 FORMAT = 1
 
@@ -42,10 +43,14 @@ class PackFileSummary:
                 f"{self.packages} package(s), {self.bytes / 2**20:.1f} MiB")
 
 
+def member_name(f: LockedDeb | LockedWheel) -> str:
+    return f"packages/{f.deb_name}" if isinstance(f, LockedDeb) else f"wheels/{f.filename}"
+
+
 def write_packfile(dest: Path, lock: ImagesLock, spec_dirs: list[Path], store: PackageStore) -> PackFileSummary:
-    debs: dict[str, LockedDeb] = {}
+    debs: dict[str, LockedDeb | LockedWheel] = {}
     for image in lock.images.values():
-        for deb in image.debs:
+        for deb in image.files:
             debs.setdefault(deb.sha256, deb)
     members: dict[str, dict[str, object]] = {}
     with atomic_open(dest, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -57,8 +62,8 @@ def write_packfile(dest: Path, lock: ImagesLock, spec_dirs: list[Path], store: P
         for directory in spec_dirs:
             for file in sorted(p for p in directory.rglob("*") if p.is_file()):
                 put(f"images/{directory.name}/{file.relative_to(directory)}", file.read_bytes())
-        for deb in sorted(debs.values(), key=lambda d: d.deb_name):
-            name = f"packages/{deb.deb_name}"
+        for deb in sorted(debs.values(), key=member_name):
+            name = member_name(deb)
             info = tarfile.TarInfo(name)
             info.size, info.mode = deb.size, 0o644
             with open(store.path(deb.sha256), "rb") as src:
@@ -108,11 +113,11 @@ def read_packfile(path: Path, store: PackageStore, extract_to: Path | None = Non
         finally:
             if extract_to is None:
                 lock_path.unlink()
-        by_name = {f"packages/{d.deb_name}": d for image in lock.images.values() for d in image.debs}
+        by_name = {member_name(d): d for image in lock.images.values() for d in image.files}
         for name, deb in sorted(by_name.items()):
             entry = members.get(name)
             if entry is None:
-                raise ConfigError(f"{path}: {name} ({deb.package} {deb.version}) is locked but not in the file")
+                raise ConfigError(f"{path}: {name} ({deb.version}) is locked but not in the file")
             if entry["sha256"] != deb.sha256:
                 raise ChecksumMismatch(f"{path}: {name} (manifest against lock)", deb.sha256, str(entry["sha256"]))
             if store.has(deb):

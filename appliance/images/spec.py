@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ class ImageSpec:
     cmd: tuple[str, ...] = ()
     base: str | None = None  # for dockerfile images: the spec name they build FROM
     apt: tuple[str, ...] = ()  # for dockerfile images: Debian packages, served to the build from the store
+    pip: tuple[str, ...] = ()  # for dockerfile images: `name==version` wheels from PyPI, kept in the store
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -71,8 +73,16 @@ def load_spec(directory: Path) -> ImageSpec:
         apt = data.get("apt", [])
         if not isinstance(apt, list) or not all(isinstance(p, str) and p for p in apt):
             raise ConfigError(f"{path}: field 'apt' must be a list of Debian package names")
+        pip = data.get("pip", [])
+        pinned = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9.+!_-]+$")
+        if not isinstance(pip, list) or not all(isinstance(r, str) and pinned.match(r) for r in pip):
+            raise ConfigError(f"{path}: field 'pip' must list pinned requirements `name==version` "
+                              "(every distribution, dependencies included: they install with --no-deps)")
+        if pip and "python3-pip" not in apt:
+            raise ConfigError(f"{path}: field 'pip' needs python3-pip in field 'apt' (the build installs "
+                              "the wheels with the image's own pip)")
         return ImageSpec(name=name, builder=builder, directory=directory, source_date_epoch=sde,
-                         base=_need(data, "from", path, str), apt=tuple(apt), raw=data)
+                         base=_need(data, "from", path, str), apt=tuple(apt), pip=tuple(pip), raw=data)
     raise ConfigError(f"{path}: field 'builder' must be 'mmdebstrap' or 'dockerfile', got {builder!r}")
 
 
