@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from appliance import __version__
-from appliance.cliutil import run_command
+from appliance.cliutil import run_command, teach_exit_codes
 
 # module -> the top-level commands it registers. Only the module owning the command on the
 # command line is imported (keeps `appliance run` on a cache hit fast); --help imports all.
@@ -42,7 +42,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     wanted = [m for m, cmds in COMMAND_MODULES.items() if words and words[0] in cmds]
     for name in wanted or COMMAND_MODULES:
         importlib.import_module(name).register(sub)
-    return parser
+    return teach_exit_codes(parser)
 
 
 def main(argv: list[str] | None = None) -> int:

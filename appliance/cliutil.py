@@ -8,12 +8,40 @@ machine-readable form of the error (``dataclient --json``).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
 from collections.abc import Callable
 
 from appliance.errors import ApplianceError
+from appliance.exitcodes import HELP as EXIT_HELP
+from appliance.exitcodes import Exit
+
+OS_EXIT = {errno.EACCES: Exit.PERMISSION, errno.EPERM: Exit.PERMISSION, errno.EROFS: Exit.PERMISSION,
+           errno.ENOENT: Exit.NOT_FOUND, errno.ENOTDIR: Exit.NOT_FOUND, errno.EISDIR: Exit.USAGE,
+           errno.EEXIST: Exit.USAGE, errno.ENOSPC: Exit.INTERNAL}
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps prose as argparse does, but keeps text that has line breaks (tables, examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def teach_exit_codes(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every parser and sub-parser ends its --help with the product's one exit-code table."""
+    parser.formatter_class = HelpFormatter
+    if EXIT_HELP not in (parser.epilog or ""):
+        parser.epilog = f"{parser.epilog.rstrip()}\n\n{EXIT_HELP}\n" if parser.epilog else f"{EXIT_HELP}\n"
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                teach_exit_codes(sub)
+    return parser
 
 
 def run_command(prog: str, args: argparse.Namespace,
@@ -29,12 +57,20 @@ def run_command(prog: str, args: argparse.Namespace,
         # at /dev/null so the interpreter's final flush does not fail a second time
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
+        return Exit.PIPE  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe
     except ApplianceError as err:
         if on_error is not None:
             on_error(err)
         print(f"{prog}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a local file the command was given or writes: one line, a code by errno
+        code = OS_EXIT.get(err.errno or 0, Exit.INTERNAL)
+        wrapped = ApplianceError(f"{err.filename}: {err.strerror}" if err.filename else str(err))
+        wrapped.exit_code = code
+        if on_error is not None:
+            on_error(wrapped)
+        print(f"{prog}: error: {wrapped}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

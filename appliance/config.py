@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, yaml_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +66,8 @@ class Settings:
         if path.is_file():
             try:
                 loaded = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as err:
-                raise ConfigError(f"{path}: not valid YAML: {err}") from err
+            except (yaml.YAMLError, UnicodeDecodeError) as err:
+                raise ConfigError(yaml_problem(path, err)) from err
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{path}: expected a mapping of settings")
             values.update(loaded)

@@ -6,21 +6,31 @@ and pick a meaningful exit code (``exit_code``) without parsing messages.
 
 from __future__ import annotations
 
+from appliance.exitcodes import Exit
+
 
 class ApplianceError(Exception):
     """Base class: ``str(err)`` is the one line shown to the user."""
 
-    exit_code = 1
+    exit_code = Exit.INTERNAL
+
+
+def yaml_problem(path: object, err: Exception) -> str:
+    """A YAML (or decoding) error as one line: ``FILE:LINE: not valid YAML: PROBLEM``."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: not valid YAML: {problem}"
 
 
 class ConfigError(ApplianceError):
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class RecipeError(ApplianceError):
     """A recipe (or its lock) is malformed; the message names file, line and field."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
     def __init__(self, path: str, message: str, line: int | None = None, field: str | None = None):
         self.path, self.line, self.field, self.detail = path, line, field, message
@@ -30,11 +40,11 @@ class RecipeError(ApplianceError):
 
 
 class EngineUnavailable(ApplianceError):
-    exit_code = 3
+    exit_code = Exit.ENGINE
 
 
 class ImageMissing(ApplianceError):
-    exit_code = 3
+    exit_code = Exit.ENGINE
 
 
 RESTORE_ADVICE = (
@@ -48,7 +58,7 @@ RESTORE_ADVICE = (
 class ChecksumMismatch(ApplianceError):
     """Content does not match the checksum that was recorded or announced for it."""
 
-    exit_code = 4
+    exit_code = Exit.CHECKSUM
 
     def __init__(self, what: str, expected: str, actual: str):
         self.what, self.expected, self.actual = what, expected, actual
@@ -56,13 +66,13 @@ class ChecksumMismatch(ApplianceError):
 
 
 class InputError(ApplianceError):
-    exit_code = 4
+    exit_code = Exit.CHECKSUM
 
 
 class RunFailed(ApplianceError):
     """The analysis container ran but did not succeed (non-zero exit, OOM kill, missing output)."""
 
-    exit_code = 5
+    exit_code = Exit.ANALYSIS
 
     def __init__(self, message: str, run_id: str | None = None):
         self.run_id = run_id
@@ -70,8 +80,14 @@ class RunFailed(ApplianceError):
 
 
 class NotReproduced(ApplianceError):
-    exit_code = 6
+    exit_code = Exit.NOT_REPRODUCED
+
+
+class NotFoundError(ApplianceError):
+    """A local file, run or path the user named does not exist."""
+
+    exit_code = Exit.NOT_FOUND
 
 
 class RunNotFound(ApplianceError):
-    exit_code = 2
+    exit_code = Exit.NOT_FOUND

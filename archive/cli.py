@@ -2,8 +2,7 @@
 
 Every command reads one configuration (``--config FILE`` or ``$ARCHIVE_CONFIG``, plus
 ``ARCHIVE__SECTION__FIELD`` environment overrides); ``--json`` gives machine-readable output.
-Exit codes: 0 ok, 1 failure, 2 bad usage/config, 4 not found / checksum, 6 file is on tape only,
-7 not authorised.
+Exit codes: the product's one table (``appliance.exitcodes``), printed by every ``--help``.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.cliutil import run_command
+from appliance.cliutil import run_command, teach_exit_codes
 from appliance.errors import ApplianceError
+from appliance.exitcodes import Exit
 from archive.config import ArchiveConfig, load_config
 
 EPILOG = """\
@@ -188,7 +188,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
         a.close()
     _print(args, request_json(req), _request_text(req))
     failed = any(f.state == "FAILED" for f in req.files)
-    return 1 if failed else 0
+    return Exit.REMOTE if failed else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("tapes", cmd_tapes, "cartridges: pool, records, bytes used")
     sp = add("drives", cmd_drives, "tape drives (configured, or live from a server with --url)")
     sp.add_argument("--url", help="base URL of a running archive server")
-    return p
+    return teach_exit_codes(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,12 @@ without parsing messages; ``exit_code`` serves the CLI.
 from __future__ import annotations
 
 from appliance.errors import ApplianceError, ChecksumMismatch
+from appliance.exitcodes import Exit
 
 
 class ArchiveError(ApplianceError):
     status = 500
-    exit_code = 1
+    exit_code = Exit.INTERNAL
 
 
 class PathError(ArchiveError):
@@ -24,7 +25,7 @@ class PathError(ArchiveError):
 
 class NotFound(PathError):
     status = 404
-    exit_code = 4
+    exit_code = Exit.NOT_FOUND
 
     def __init__(self, path: str, what: str = "no such file or collection"):
         super().__init__(path, what)
@@ -32,7 +33,7 @@ class NotFound(PathError):
 
 class AlreadyExists(PathError):
     status = 405
-    exit_code = 4
+    exit_code = Exit.USAGE
 
     def __init__(self, path: str):
         super().__init__(path, "already exists")
@@ -40,7 +41,7 @@ class AlreadyExists(PathError):
 
 class Conflict(PathError):
     status = 409
-    exit_code = 4
+    exit_code = Exit.USAGE
 
 
 class NearlineOnly(PathError):
@@ -52,7 +53,7 @@ class NearlineOnly(PathError):
     """
 
     status = 423
-    exit_code = 6
+    exit_code = Exit.REMOTE
 
     def __init__(self, path: str):
         super().__init__(
@@ -62,7 +63,7 @@ class NearlineOnly(PathError):
 
 class BadPath(ArchiveError):
     status = 400
-    exit_code = 2
+    exit_code = Exit.USAGE
 
     def __init__(self, path: str, why: str = "invalid path"):
         self.path = path
@@ -71,22 +72,22 @@ class BadPath(ArchiveError):
 
 class BadRequest(ArchiveError):
     status = 400
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class Forbidden(ArchiveError):
     status = 403
-    exit_code = 7
+    exit_code = Exit.PERMISSION
 
 
 class Unauthorized(ArchiveError):
     status = 401
-    exit_code = 7
+    exit_code = Exit.PERMISSION
 
 
 class DigestMismatch(ArchiveError):
     status = 400
-    exit_code = 4
+    exit_code = Exit.CHECKSUM
 
     def __init__(self, path: str, algorithm: str, expected: str, actual: str):
         self.path, self.algorithm, self.expected, self.actual = path, algorithm, expected, actual
@@ -104,7 +105,7 @@ class TapeError(ArchiveError):
 
 
 class ConfigError(ArchiveError):
-    exit_code = 2
+    exit_code = Exit.USAGE
 
 
 class ChecksumError(ChecksumMismatch, ArchiveError):

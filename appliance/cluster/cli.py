@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cluster.inventory import PLAYBOOKS, REPO_ROOT
+from appliance.exitcodes import Exit
 
 DEFAULT_NAME = "lc"
 
@@ -135,7 +136,7 @@ def _provision(args: argparse.Namespace, inventories: list[str], state_dir: Path
     result = run_site(inventories, state_dir, limit=args.limit, tags=args.tags, skip_tags=args.skip_tags,
                       check=args.check, extravars=extravars, progress=not (args.no_progress or args.json))
     _emit(args, result.to_json(), result.report())
-    return 0 if result.ok else 5
+    return 0 if result.ok else Exit.REMOTE
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     outcome = run_on(_nodes(args), STATUS_COMMAND, timeout=30)
     _emit(args, outcome.to_json(), outcome.report())
-    return 0 if outcome.ok else 5
+    return 0 if outcome.ok else Exit.REMOTE
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -187,7 +188,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise InventoryError("exec: give the command after --, e.g. appliance cluster exec -- uptime")
     outcome = run_on(_nodes(args), cmd[0] if len(cmd) == 1 else cmd, timeout=args.timeout)
     _emit(args, outcome.to_json(), outcome.report())
-    return 0 if outcome.ok else 5
+    return 0 if outcome.ok else Exit.REMOTE
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
@@ -199,7 +200,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
            f"command -v journalctl >/dev/null && journalctl -n {n} --no-pager -q 2>/dev/null; true")
     outcome = run_on(_nodes(args), cmd, timeout=60)
     _emit(args, outcome.to_json(), outcome.report())
-    return 0 if outcome.ok else 5
+    return 0 if outcome.ok else Exit.REMOTE
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appliance.errors import ApplianceError, ConfigError
+from appliance.exitcodes import Exit
 
 
 class InventoryError(ConfigError):
@@ -12,7 +13,7 @@ class InventoryError(ConfigError):
 class ProvisionFailed(ApplianceError):
     """``site.yml`` failed on at least one host; the artifacts directory has the full log."""
 
-    exit_code = 5
+    exit_code = Exit.REMOTE
 
     def __init__(self, message: str, artifacts: str) -> None:
         super().__init__(f"{message} (ansible-runner artifacts: {artifacts})")
@@ -22,4 +23,4 @@ class ProvisionFailed(ApplianceError):
 class NodeCommandFailed(ApplianceError):
     """An ad-hoc command failed (or a node was unreachable) on at least one node."""
 
-    exit_code = 5
+    exit_code = Exit.REMOTE

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
-from appliance.cliutil import run_command
+from appliance.cliutil import run_command, teach_exit_codes
 from appliance.dataclient.config import Config, load_config
 from appliance.dataclient.credentials import (
     CredentialStatus,
@@ -25,7 +25,8 @@ from appliance.dataclient.credentials import (
     passphrase_source,
 )
 from appliance.dataclient.errors import CredentialError
-from appliance.errors import ApplianceError, ConfigError
+from appliance.errors import ApplianceError, ConfigError, NotFoundError
+from appliance.exitcodes import MEANING, Exit
 from appliance.staging.bulk import StagingCopier
 from appliance.staging.model import path_of
 from appliance.transfer.checksum import ALGORITHMS, parse_expected
@@ -35,19 +36,9 @@ from appliance.transfer.local import LocalBackend, local_path
 from appliance.transfer.retry import RetryPolicy
 from appliance.transfer.select import Backends, is_local, scheme_of
 
-EXIT_CODES = {
-    0: "success",
-    1: "unexpected error",
-    2: "usage or configuration error (bad option, unknown site alias, bad config file)",
-    3: "credentials: none usable, expired proxy, wrong or missing passphrase",
-    4: "checksum mismatch, or no checksum available to verify",
-    5: "file or request not found",
-    6: "permission denied",
-    7: "transfer failed (network, server error) after all retries",
-    8: "staging from tape failed or timed out",
-}
+EXIT_CODES = {int(code): text for code, text in MEANING.items()}  # the product's one table
 
-EPILOG = "exit codes:\n" + "\n".join(f"  {k}  {v}" for k, v in EXIT_CODES.items()) + """
+EPILOG = """\
 
 Targets are URLs (gsiftp://, davs://, https://, root://, file:///), local paths, or site aliases
 from ~/.config/dataclient/config.yaml: 'lta:/obs/x.fits' expands to the URL of site 'lta'.
@@ -166,18 +157,26 @@ def cmd_put(args: argparse.Namespace) -> int:
     if is_local(dst):
         raise ConfigError(f"{dst}: 'put' uploads to a URL; use 'get' or cp for local copies")
     for s in args.sources:
+        if Path(s).is_dir():
+            raise ConfigError(f"{s}: is a directory; 'put' uploads files (name them: {s.rstrip('/')}/*)")
         if not Path(s).is_file():
-            raise ConfigError(f"{s}: no such local file")
+            raise NotFoundError(f"{s}: no such local file")
     status = _credentials(args, cfg)
     copier = _copier(args, cfg, status, [dst])
     return _finish(args, copier.copy_many(_plan(args.sources, dst, put=True, expected=args.checksum)))
 
 
 def _finish(args: argparse.Namespace, result) -> int:
-    Out(args.json).emit(result.report(), result.to_json())
-    if not result.ok and not args.json:
-        for r in result.failed:
-            print(f"dataclient: error: {r.error}", file=sys.stderr)
+    """--json: one document. Otherwise the copies that worked and the summary on stdout, and
+    each failure once, as one line on stderr (a lone failed copy prints nothing on stdout)."""
+    if args.json:
+        Out(True).emit("", result.to_json())
+        return result.exit_code
+    if result.ok or len(result.results) > 1:
+        done = [r.report() for r in result.results if r.ok]
+        print("\n".join([*done, *result.notes, result.report().splitlines()[-1]]), flush=True)
+    for r in result.failed:
+        print(f"dataclient: error: {r.error}", file=sys.stderr)
     return result.exit_code
 
 
@@ -251,14 +250,14 @@ def cmd_stage(args: argparse.Namespace) -> int:
         return 0
     st = client.wait(rid, args.timeout, raise_on_failure=False)
     Out(args.json).emit(st.report(), st.to_json())
-    return 0 if st.ok else 8
+    return 0 if st.ok else Exit.REMOTE
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     cfg = _config(args)
     st = _staging_client(args, cfg, None).status(args.request_id)
     Out(args.json).emit(st.report(), st.to_json())
-    return 0 if st.ok or not st.done else 8
+    return 0 if st.ok or not st.done else Exit.REMOTE
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -297,7 +296,7 @@ def cmd_proxy_info(args: argparse.Namespace) -> int:
 
     info = read_proxy(path)
     Out(args.json).emit(info.report(), info.to_json())
-    return 0 if info.seconds_left() > 0 else 3
+    return 0 if info.seconds_left() > 0 else Exit.PERMISSION
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -430,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("login", cmd_login, "make sure credentials are ready (create or renew the proxy), or "
             "store a bearer token for later commands")
     p.add_argument("--token-file", help="store this token where WLCG clients look for it")
-    return parser
+    return teach_exit_codes(parser)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,11 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ok": False, "error": str(err), "error_type": type(err).__name__,
                           "exit_code": err.exit_code}))
 
-    try:
-        return run_command("dataclient", args, on_error=json_error if args.json else None)
-    except OSError as err:
-        print(f"dataclient: error: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
-        return 1
+    return run_command("dataclient", args, on_error=json_error if args.json else None)
 
 
 if __name__ == "__main__":

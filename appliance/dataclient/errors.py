@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from appliance.errors import ApplianceError
+from appliance.exitcodes import Exit
 
 
 class CredentialError(ApplianceError):
-    exit_code = 3
+    exit_code = Exit.PERMISSION
 
 
 class WrongPassphrase(CredentialError):

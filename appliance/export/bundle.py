@@ -17,6 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from appliance.errors import ApplianceError, ChecksumMismatch, ImageMissing
+from appliance.exitcodes import Exit
 from appliance.fsutil import atomic_open
 from appliance.hashing import BLOCK, sha256_file
 from appliance.images.dockerarchive import add_bytes
@@ -28,10 +29,11 @@ FORMAT = "appliance-bundle/1"
 
 
 class BundleError(ApplianceError):
-    exit_code = 4
+    exit_code = Exit.CHECKSUM
 
 
-def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRuntime, dest: Path) -> Path:
+def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRuntime, dest: Path,
+                  progress: bool = True) -> Path:
     objects = {e.sha256 for e in [*record.inputs, *record.outputs]} | {record.recipe["code_sha256"]}
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         image_tar = Path(tmp) / "image.tar"
@@ -46,7 +48,7 @@ def export_bundle(record: RunRecord, store: ContentStore, runtime: ContainerRunt
             add_bytes(tar, "MANIFEST.json", json.dumps(manifest, indent=2).encode())
             add_bytes(tar, "record.json", record_bytes)
             members = [(image_tar, "image.tar")] + [(store.path_of(o), f"objects/{o}") for o in sorted(objects)]
-            for path, arcname in tqdm(members, desc="bundle", unit="file", leave=False):
+            for path, arcname in tqdm(members, desc="bundle", unit="file", leave=False, disable=not progress):
                 tar.add(path, arcname=arcname)
     return dest
 
@@ -55,7 +57,8 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def import_bundle(src: Path, store: ContentStore, runs: RunStore, runtime: ContainerRuntime) -> RunRecord:
+def import_bundle(src: Path, store: ContentStore, runs: RunStore, runtime: ContainerRuntime,
+                  progress: bool = True) -> RunRecord:
     if not src.is_file():
         raise BundleError(f"{src}: no such bundle file")
     try:
@@ -74,7 +77,7 @@ def import_bundle(src: Path, store: ContentStore, runs: RunStore, runtime: Conta
         if _sha(record_bytes) != members["record.json"]:
             raise ChecksumMismatch(f"{src}:record.json", members["record.json"], _sha(record_bytes))
         record = RunRecord.from_dict(json.loads(record_bytes))
-        for member in tqdm(tar, desc="import", unit="member", leave=False):
+        for member in tqdm(tar, desc="import", unit="member", leave=False, disable=not progress):
             name = member.name
             if name.startswith("objects/"):
                 expected = name.split("/", 1)[1]

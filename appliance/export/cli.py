@@ -52,7 +52,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.ro_crate:
         written["ro_crate"] = str(export_rocrate(record, runs, store, args.ro_crate))
     if args.bundle:
-        written["bundle"] = str(export_bundle(record, store, get_runtime(settings.runtime), args.bundle))
+        written["bundle"] = str(export_bundle(record, store, get_runtime(settings.runtime), args.bundle,
+                                                   progress=not args.json))
     if args.json:
         print(json.dumps({"run_id": record.run_id, **written}))
     else:
@@ -66,7 +67,7 @@ def _import(args: argparse.Namespace) -> int:
     from appliance.runtimes import get_runtime
 
     settings, store, runs = _parts(args)
-    record = import_bundle(args.bundle, store, runs, get_runtime(settings.runtime))
+    record = import_bundle(args.bundle, store, runs, get_runtime(settings.runtime), progress=not args.json)
     if args.json:
         print(json.dumps({"run_id": record.run_id, "image_id": record.image["image_id"]}))
     else:

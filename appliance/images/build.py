@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from appliance.errors import ApplianceError, ConfigError
+from appliance.exitcodes import Exit
 from appliance.hashing import sha256_file
 from appliance.images.aptrepo import make_repository, serve
 from appliance.images.aptsources import debian_sources_for
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 class ImageBuildError(ApplianceError):
-    exit_code = 3
+    exit_code = Exit.ENGINE
 
 
 @dataclass

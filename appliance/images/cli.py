@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from appliance.config import Settings
+from appliance.exitcodes import Exit
 from appliance.images.lock import ImagesLock
 
 EPILOG = """\
@@ -29,9 +30,6 @@ typical use:
   appliance images export-packages -o lta://images/pk-2026-12.tar   # ... or in the archive
   appliance images rebuild --offline --packages pk.tar   # no mirror, no network: the locked IDs
   appliance images verify --from store         # which guarantee holds, per image
-
-exit codes: 0 ok, 2 usage or bad spec/lock, 3 engine, image or packages missing, 4 checksum,
-  6 an image was not reproduced (verify)
 """
 
 
@@ -121,7 +119,7 @@ def _checks(args: argparse.Namespace, action) -> int:  # type: ignore[no-untyped
     else:
         for c in checks:
             print(c.report(), flush=True)
-    return 0 if all(c.ok for c in checks) else 6
+    return 0 if all(c.ok for c in checks) else Exit.NOT_REPRODUCED
 
 
 def _rebuild(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from appliance.errors import RESTORE_ADVICE, ConfigError, ImageMissing
+from appliance.errors import RESTORE_ADVICE, ConfigError, ImageMissing, yaml_problem
 from appliance.fsutil import atomic_write_bytes
 from appliance.images.packages import LockedDeb, LockedWheel, versions
 
@@ -72,7 +72,7 @@ class ImagesLock:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not a valid images lock: {err}") from err
+            raise ConfigError(f"{yaml_problem(path, err)} (not a valid images lock)") from err
         images = {}
         for n, v in ((data.get("images") or {}) if isinstance(data, dict) else {}).items():
             try:

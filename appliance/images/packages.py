@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from appliance.errors import ApplianceError, ChecksumMismatch
+from appliance.exitcodes import Exit
 from appliance.fsutil import atomic_open
 from appliance.hashing import sha256_file
 
@@ -26,7 +27,7 @@ from appliance.hashing import sha256_file
 class PackagesMissing(ApplianceError):
     """The store lacks packages a locked image needs (exit 3, like a missing image)."""
 
-    exit_code = 3
+    exit_code = Exit.ENGINE
 
     def __init__(self, image: str, missing: list, advice: str = ""):  # type: ignore[type-arg]
         self.image, self.missing = image, missing

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from appliance.errors import ApplianceError
+from appliance.exitcodes import Exit
 from appliance.images.packages import LockedDeb, PackageStore
 
 
 class SnapshotError(ApplianceError):
-    exit_code = 3
+    exit_code = Exit.REMOTE
 
 
 def snapshot_url(template: str, deb: LockedDeb, timestamp: str) -> str:

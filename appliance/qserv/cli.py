@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.exitcodes import Exit
 from appliance.qserv.errors import CatalogError
 
 FLOW = """\
@@ -49,7 +50,7 @@ def _emit(args, result) -> int:
         sys.stdout.write("\n")
     else:
         print(result.report())
-    return 0 if result.ok else 1
+    return 0 if result.ok else Exit.NOT_REPRODUCED  # a negative verdict (verify found differences)
 
 
 def _db_options(p: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from appliance.errors import ApplianceError, ConfigError, InputError
+from appliance.exitcodes import Exit
 
 
 class PartitionConfigError(ConfigError):
@@ -21,7 +22,7 @@ class CatalogError(InputError):
 class SchemaError(ApplianceError):
     """A Felis schema failed validation; ``errors`` lists the validator's messages."""
 
-    exit_code = 2
+    exit_code = Exit.USAGE
 
     def __init__(self, path: str, errors: list[str]):
         self.path, self.errors = path, errors
@@ -31,13 +32,13 @@ class SchemaError(ApplianceError):
 class DatabaseError(ApplianceError):
     """A database (MariaDB) operation failed; the message names the table or statement."""
 
-    exit_code = 3
+    exit_code = Exit.REMOTE
 
 
 class IngestError(ApplianceError):
     """The Qserv ingest REST API answered with an error; carries the URL and the server's text."""
 
-    exit_code = 3
+    exit_code = Exit.REMOTE
 
     def __init__(self, url: str, message: str):
         self.url = url

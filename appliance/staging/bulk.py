@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from appliance.exitcodes import Exit
 from appliance.staging.errors import StagingError, StagingFailed, TapeApiUnavailable
 from appliance.staging.model import Backoff, path_of, server_root
 from appliance.transfer.credentials import Credentials
@@ -32,7 +33,7 @@ TAPE_SCHEMES = ("davs", "https", "dav", "http")
 
 def _failed(job: CopyJob, err: StagingError | Exception) -> TransferResult:
     return TransferResult(job.src, job.dst, ok=False, error=str(err), error_type=type(err).__name__,
-                          exit_code=getattr(err, "exit_code", 8), exception=err)
+                          exit_code=getattr(err, "exit_code", Exit.REMOTE), exception=err)
 
 
 class StagingCopier:

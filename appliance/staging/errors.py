@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from appliance.errors import ApplianceError
+from appliance.exitcodes import Exit
 
 
 class StagingError(ApplianceError):
-    exit_code = 8
+    exit_code = Exit.REMOTE
 
     def __init__(self, where: str, message: str, transient: bool = False):
         self.where, self.detail, self.transient = where, message, transient

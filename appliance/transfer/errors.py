@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 from appliance.errors import ApplianceError
+from appliance.exitcodes import Exit
 
 
 class TransferError(ApplianceError):
     """A transfer operation failed; ``url`` is the endpoint at fault."""
 
-    exit_code = 7
+    exit_code = Exit.REMOTE
 
     def __init__(self, url: str, message: str, transient: bool = False):
         self.url, self.detail, self.transient = url, message, transient
@@ -20,14 +21,14 @@ class TransferError(ApplianceError):
 
 
 class NotFound(TransferError):
-    exit_code = 5
+    exit_code = Exit.NOT_FOUND
 
     def __init__(self, url: str, message: str = "no such file or directory"):
         super().__init__(url, message, transient=False)
 
 
 class PermissionDenied(TransferError):
-    exit_code = 6
+    exit_code = Exit.PERMISSION
 
     def __init__(self, url: str, message: str = "permission denied"):
         super().__init__(url, message, transient=False)
@@ -36,7 +37,7 @@ class PermissionDenied(TransferError):
 class ChecksumUnavailable(TransferError):
     """Neither the caller nor the server could give the checksum needed to verify a copy."""
 
-    exit_code = 4
+    exit_code = Exit.CHECKSUM
 
     def __init__(self, url: str, algorithm: str):
         self.algorithm = algorithm
@@ -48,7 +49,7 @@ class ChecksumUnavailable(TransferError):
 
 
 class UnsupportedURL(TransferError):
-    exit_code = 2
+    exit_code = Exit.USAGE
 
     def __init__(self, url: str, message: str):
         super().__init__(url, message, transient=False)

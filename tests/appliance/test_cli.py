@@ -32,7 +32,7 @@ def test_images_list_json(capsys) -> None:
 
 
 def test_unknown_run(tmp_path: Path, capsys) -> None:
-    assert main(["runs", "show", "nope", "--home", str(tmp_path)]) == 2
+    assert main(["runs", "show", "nope", "--home", str(tmp_path)]) == 7
     assert "no run 'nope'" in capsys.readouterr().err
 
 

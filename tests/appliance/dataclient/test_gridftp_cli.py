@@ -79,9 +79,9 @@ def test_several_sources_into_directory(user, gridftp, tmp_path, capsys):
 def test_exit_codes(user, gridftp, tmp_path, capsys):
     args = ["--passphrase-file", str(user.passfile), "--retry-delay", "0.05"]
     code, doc = run_json(capsys, "get", "grid:/nope.bin", str(tmp_path / "x"), *args)
-    assert code == 5 and doc["files"][0]["error_type"] == "NotFound"
+    assert code == 7 and doc["files"][0]["error_type"] == "NotFound"
     code, doc = run_json(capsys, "get", f"gsiftp://localhost:{free_port()}/x", str(tmp_path / "x"), *args)
-    assert code == 7 and doc["files"][0]["attempts"] == 2 and "connection refused" in doc["files"][0]["error"]
+    assert code == 9 and doc["files"][0]["attempts"] == 2 and "connection refused" in doc["files"][0]["error"]
     gridftp.put_file("cli/c.bin", b"abc")
     code, doc = run_json(capsys, "get", "grid:/cli/c.bin", str(tmp_path / "c"), "--checksum",
                          "adler32:00000000", *args)
@@ -94,7 +94,7 @@ def test_wrong_passphrase_on_get(user, gridftp, tmp_path, capsys):
     user.passfile.write_text("wrong\n")
     code, _out, err = run(capsys, "get", "grid:/x", str(tmp_path / "x"), "--passphrase-file",
                           str(user.passfile))
-    assert code == 3 and "wrong passphrase" in err
+    assert code == 8 and "wrong passphrase" in err
 
 
 def test_console_script_runs(user, gridftp, tmp_path):

@@ -42,14 +42,14 @@ def test_wrong_passphrase(tmp_path, monkeypatch, capsys, pki):
     env = make_user_env(tmp_path, monkeypatch, pki)
     env.passfile.write_text("not it\n")
     code, out, err = run(capsys, "proxy-init", "--passphrase-file", str(env.passfile))
-    assert code == 3 and "wrong passphrase" in err and "not it" not in err + out
+    assert code == 8 and "wrong passphrase" in err and "not it" not in err + out
     assert not env.proxy.exists()
 
 
 def test_encrypted_key_without_passphrase_source(tmp_path, monkeypatch, capsys, pki):
     make_user_env(tmp_path, monkeypatch, pki)
     code, _out, err = run(capsys, "proxy-init")  # stdin is not a terminal under pytest
-    assert code == 3 and "--passphrase-file" in err
+    assert code == 8 and "--passphrase-file" in err
 
 
 def test_expired_proxy_is_renewed_when_key_available(tmp_path, monkeypatch, capsys, pki):
@@ -65,9 +65,9 @@ def test_expired_proxy_without_key_is_a_clear_error(tmp_path, monkeypatch, capsy
     shutil.rmtree(env.home / ".globus")
     pki.make_proxy(env.proxy, expired=True)
     code, _out, err = run(capsys, "login")
-    assert code == 3 and "expired" in err and "proxy-init" in err
+    assert code == 8 and "expired" in err and "proxy-init" in err
     code, doc = run_json(capsys, "proxy-info")
-    assert code == 3 and doc["seconds_left"] == 0
+    assert code == 8 and doc["seconds_left"] == 0
 
 
 def test_proxy_never_outlives_user_certificate(tmp_path, pki):

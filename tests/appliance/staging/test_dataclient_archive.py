@@ -43,7 +43,7 @@ def test_put_then_sum_ls_rm(user, archive, tmp_path, capsys):
     assert [i["name"] for i in listing] == ["up.bin"], "no temporary upload name may remain"
     assert run(capsys, "rm", "lta:/dc/up/up.bin")[0] == 0
     code, doc = run_json(capsys, "stat", "lta:/dc/up/up.bin")
-    assert code == 5
+    assert code == 7
 
 
 def test_stage_status_release_commands(user, archive, tmp_path, capsys):
@@ -58,7 +58,7 @@ def test_stage_status_release_commands(user, archive, tmp_path, capsys):
     code, doc = run_json(capsys, "release", rid, "--site", "lta")
     assert code == 0 and doc["paths"] == ["/dc/s.bin"]
     code, doc = run_json(capsys, "status", "no-such-request", "--site", "lta")
-    assert code == 8 and "404" in doc["error"]
+    assert code == 9 and "404" in doc["error"]
 
 
 def test_corrupted_byte_on_archive_disk_is_detected(user, archive, tmp_path, capsys):
@@ -97,4 +97,4 @@ def test_bearer_token_is_discovered_and_used(user, archive, tmp_path, capsys, mo
     assert (tmp_path / "t.bin").read_bytes() == blob
     # the token's scope does not allow writing: a clear permission error, exit 6
     code, doc = run_json(capsys, "put", str(tmp_path / "t.bin"), "lta:/tok/up.bin")
-    assert code == 6 and doc["files"][0]["error_type"] == "PermissionDenied", doc
+    assert code == 8 and doc["files"][0]["error_type"] == "PermissionDenied", doc

@@ -122,13 +122,13 @@ def test_unreachable_port_bounded_retries(pki, proxy, tmp_path):
     started = time.monotonic()
     res = c.copy(f"gsiftp://localhost:{free_port()}/tmp/none", str(tmp_path / "n"))
     assert not res.ok and res.attempts == 3 and sleeps == [0.1, 0.2]
-    assert "connection refused" in res.error and res.exit_code == 7
+    assert "connection refused" in res.error and res.exit_code == 9
     assert time.monotonic() - started < 30
 
 
 def test_missing_file_fails_at_once(copier, gridftp, tmp_path):
     res = copier.copy(gridftp.url("does/not/exist"), str(tmp_path / "n"))
-    assert not res.ok and res.exit_code == 5 and res.attempts == 1
+    assert not res.ok and res.exit_code == 7 and res.attempts == 1
 
 
 @pytest.mark.slow

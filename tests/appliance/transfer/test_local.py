@@ -49,4 +49,4 @@ def test_sha256_and_parallel(tmp_path):
 
 def test_missing_source_is_not_retried(tmp_path):
     res = _copier().copy(str(tmp_path / "nope"), str(tmp_path / "x"))
-    assert not res.ok and res.error_type == "NotFound" and res.attempts == 1 and res.exit_code == 5
+    assert not res.ok and res.error_type == "NotFound" and res.attempts == 1 and res.exit_code == 7
