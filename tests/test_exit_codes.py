@@ -40,6 +40,8 @@ def cases(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
                                        "is a directory"),
         "dataclient put a missing file": (["dataclient", "put", str(tmp / "nope.bin"), "davs://127.0.0.1:1/x/"],
                                           Exit.NOT_FOUND, "nope.bin: no such local file"),
+        "gridftp without a proxy": (["dataclient", "get", "--no-token", "gsiftp://127.0.0.1:1/x", str(tmp / "o")],
+                                    Exit.PERMISSION, "needs an X.509 proxy"),
         "archive path not found": (["archive", "--root", str(tmp / "lta"), "stat", "/nope"], Exit.NOT_FOUND,
                                    "/nope: no such file"),
         "bad appliance config": (["appliance", "images", "list"], Exit.USAGE, "config.yaml:3: not valid YAML"),
@@ -51,14 +53,14 @@ NAMES = [
     "recipe not UTF-8", "no recipe here", "unknown run", "replay unknown run", "bad images lock",
     "no such package file", "dataclient unknown alias", "dataclient missing local file",
     "dataclient put a directory", "dataclient put a missing file", "archive path not found", "appliance usage",
-    "bad appliance config"]
+    "bad appliance config", "gridftp without a proxy"]
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_exit_code_and_one_line(name: str, tmp_path: Path) -> None:
     argv, code, text = cases(tmp_path)[name]
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path),
-           "GFAL_PYTHONBIN": "/usr/bin/python3"}
+           "GFAL_PYTHONBIN": "/usr/bin/python3", "X509_USER_PROXY": str(tmp_path / "no-proxy")}
     if name == "bad images lock":
         env["APPLIANCE_IMAGES_DIR"] = str(tmp_path / "images")
     if name == "bad appliance config":

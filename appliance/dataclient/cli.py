@@ -24,7 +24,7 @@ from appliance.dataclient.credentials import (
     new_proxy,
     passphrase_source,
 )
-from appliance.dataclient.errors import CredentialError
+from appliance.dataclient.errors import CredentialError, NoCredentials
 from appliance.errors import ApplianceError, ConfigError, NotFoundError
 from appliance.exitcodes import MEANING, Exit
 from appliance.staging.bulk import StagingCopier
@@ -39,6 +39,13 @@ from appliance.transfer.select import Backends, is_local, scheme_of
 EXIT_CODES = {int(code): text for code, text in MEANING.items()}  # the product's one table
 
 EPILOG = """\
+credentials, looked up in this order before each remote command:
+  1. a bearer token: $BEARER_TOKEN, the file $BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>,
+     /tmp/bt_u<uid> (WLCG discovery; --no-token skips it; GridFTP never uses tokens)
+  2. an X.509 proxy: $X509_USER_PROXY, else /tmp/x509up_u<uid> (proxy.path in the config);
+     it does not follow $HOME: set X509_USER_PROXY to isolate one
+  3. none valid: a proxy is made from ~/.globus/usercert.pem + userkey.pem (asks for the
+     passphrase, or --passphrase-file), and renewed before it runs out
 
 Targets are URLs (gsiftp://, davs://, https://, root://, file:///), local paths, or site aliases
 from ~/.config/dataclient/config.yaml: 'lta:/obs/x.fits' expands to the URL of site 'lta'.
@@ -83,6 +90,11 @@ def _credentials(args: argparse.Namespace, cfg: Config) -> CredentialStatus:
 
 def _backends(args: argparse.Namespace, cfg: Config, status: CredentialStatus,
               urls: list[str]) -> Backends:
+    gridftp = [u for u in urls if scheme_of(u) in ("gsiftp", "ftp+gsi")]
+    if gridftp and status.credentials.proxy is None:  # GridFTP knows no tokens: say so before Globus does
+        raise NoCredentials(
+            f"{gridftp[0]} needs an X.509 proxy: none at {cfg.proxy.path} ($X509_USER_PROXY, else "
+            f"/tmp/x509up_u<uid>), and no {cfg.proxy.cert} + {cfg.proxy.key} to make one from")
     prefer: dict[str, str] = {}
     for u in urls:
         site = cfg.site_for(u)
