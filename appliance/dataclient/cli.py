@@ -39,6 +39,10 @@ from appliance.transfer.select import Backends, is_local, scheme_of
 EXIT_CODES = {int(code): text for code, text in MEANING.items()}  # the product's one table
 
 EPILOG = """\
+destinations: a missing local destination directory is created (like mkdir -p); a copy lands
+under a temporary name (.NAME.part) and is renamed only after its checksum matched; a partial
+file is kept only where a later get can resume it.
+
 credentials, looked up in this order before each remote command:
   1. a bearer token: $BEARER_TOKEN, the file $BEARER_TOKEN_FILE, $XDG_RUNTIME_DIR/bt_u<uid>,
      /tmp/bt_u<uid> (WLCG discovery; --no-token skips it; GridFTP never uses tokens)

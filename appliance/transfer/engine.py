@@ -246,8 +246,15 @@ class Copier:
             res.resumed_from = max(res.resumed_from, offset)
         bar.reset(offset)
         log.debug("%s: downloading from byte %d with %s", job.src, offset, backend.name)
-        sums = backend.download(job.src, part, offset, bar, [algo] if algo else [],
-                                writeback=self.options.fsync)
+        try:
+            sums = backend.download(job.src, part, offset, bar, [algo] if algo else [],
+                                    writeback=self.options.fsync)
+        except BaseException as err:
+            # keep a partial file only where a later attempt can resume it: a transient error
+            # after some bytes arrived; a missing or refused source leaves nothing behind
+            if not getattr(err, "transient", False) or (part.exists() and part.stat().st_size == 0):
+                part.unlink(missing_ok=True)
+            raise
         log.debug("%s: downloaded (inline checksum: %s)", job.src, bool(sums))
         stat, source_sum = info.result()
         size = res.size = stat.size

@@ -63,8 +63,28 @@ def clean_message(message: str) -> str:
         return m.group(1).strip()
     m = re.search(r"the server responded with an error (\d{3}) (.*)", text)
     if m:
-        return f"server error {m.group(1)}: {m.group(2)[:200]}"
-    return text[:300]
+        return f"server error {m.group(1)}: {_server_reason(m.group(2))}"
+    return _shorten(text, 300)
+
+
+def _shorten(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _server_reason(body: str) -> str:
+    """The person-readable reason in a GridFTP multi-line reply: Globus repeats it as
+    ``500-globus_xio: Unable to open file F 500-globus_xio: System error in open: No such file
+    or directory 500-...``; keep 'Unable to open file F: No such file or directory'."""
+    parts = [p.strip() for p in re.split(r"\s*\b\d{3}[- ]", " " + body) if p.strip()]
+    xio = [p.removeprefix("globus_xio:").strip() for p in parts if p.startswith("globus_xio:")]
+    what = next((p for p in xio if not p.startswith(("System error", "A system call failed"))), None)
+    errno_text = next((p.rsplit(": ", 1)[-1] for p in xio if p.startswith(("System error", "A system call"))), None)
+    if what or errno_text:
+        return ": ".join(x for x in (what, errno_text) if x)
+    return _shorten(" ".join(parts) or body, 200)
 
 
 class GfalBackend:

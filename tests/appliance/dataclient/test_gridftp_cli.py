@@ -106,3 +106,18 @@ def test_console_script_runs(user, gridftp, tmp_path):
                           timeout=120, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "s.bin").read_bytes() == b"x" * 1000
+
+
+def test_failed_get_leaves_nothing_and_says_why_once(user, gridftp, tmp_path, capsys):
+    """A get that will not be resumed (the source is missing) leaves no `.NAME.part`, and the
+    error is one line on stderr (nothing on stdout) with the server's reason, not Globus's dump."""
+    args = ["--passphrase-file", str(user.passfile), "--retry-delay", "0.05"]
+    dest = tmp_path / "got"
+    dest.mkdir()
+    code, out, err = run(capsys, "get", "grid:/cli/missing.bin", str(dest), *args)
+    assert code == 7, err
+    assert list(dest.iterdir()) == []  # no hidden partial file either
+    lines = [line for line in err.splitlines() if not line.startswith("dataclient: created proxy")]
+    assert len(lines) == 1 and out.strip() == "", (out, err)
+    assert "missing.bin" in lines[0] and "No such file or directory" in lines[0], lines[0]
+    assert "globus_xio" not in lines[0] and len(lines[0]) < 300, lines[0]
