@@ -144,10 +144,10 @@ def convert_catalog(cat: Catalog, spec: TableInput, path: str, result: TableResu
         if out == RA:
             arr = np.mod(arr, 360.0)
             arr[arr >= 360.0] = 0.0
-        if out in (RA, DEC) and not np.all(np.isfinite(arr)):
-            raise CatalogError(path, "non-finite position (Qserv cannot place the row)", name)
-        if out == DEC and np.any(np.abs(arr) > 90.0):
-            raise CatalogError(path, "declination outside [-90, 90] deg", name)
+        if out in (RA, DEC):
+            _refuse_rows(path, name, arr, ~np.isfinite(arr), "non-finite position (Qserv cannot place the row)")
+        if out == DEC:
+            _refuse_rows(path, name, arr, np.abs(arr) > 90.0, "declination outside [-90, 90] deg")
         arr = np.asarray(arr)
         if arr.dtype.kind in "fiub":
             arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -253,3 +253,12 @@ def parse_mapping(items: Sequence[str] | None) -> Mapping[str, str]:
             raise CatalogError("--rename", f"expected OLD=NEW, got '{item}'")
         out[old] = new
     return out
+
+
+def _refuse_rows(path: str, column: str, values: np.ndarray, bad: np.ndarray, what: str) -> None:
+    """Refuse a column with bad rows, naming the count and the first (1-based row, its value)."""
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        first = int(rows[0])
+        raise CatalogError(path, f"{what}: {rows.size} row(s), the first is row {first + 1} "
+                                 f"(value {values[first]!r}, after unit conversion)", column)

@@ -89,9 +89,13 @@ def test_plain_fits_with_mapping(tmp_path):
 
 
 def test_bad_declination_is_rejected(tmp_path):
-    Table({"id": [1], "coord_ra": [1.0], "coord_dec": [95.0]}).write(tmp_path / "bad.fits")
-    with pytest.raises(CatalogError, match="declination"):
+    Table({"id": [1, 2, 3, 4], "coord_ra": [1.0, 2.0, 3.0, 4.0],
+           "coord_dec": [10.0, 95.0, -91.5, 0.0]}).write(tmp_path / "bad.fits")
+    with pytest.raises(CatalogError) as err:
         convert_tables("bad", [TableInput("Obj", [str(tmp_path / "bad.fits")], "fits", angle_unit="deg")], tmp_path / "out")
+    # the column, the count and the first offending row (1-based) with its value
+    assert "column 'coord_dec': declination outside [-90, 90] deg: 2 row(s), the first is row 2" in str(err.value)
+    assert "95.0" in str(err.value)
 
 
 def test_felis_validation_catches_errors(converted, tmp_path):
