@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,20 +80,32 @@ def dn_of(name: x509.Name) -> str:
     return "".join(f"/{_SHORT.get(a.oid, a.oid.dotted_string)}={a.value}" for a in name)
 
 
-def eec_dn(cert_der: bytes) -> str:
-    """The identity DN of a client certificate: for an RFC 3820 proxy, its issuer's DN with the
-    proxy CN components removed; else the subject DN."""
-    cert = x509.load_der_x509_certificate(cert_der)
+def is_proxy(cert: x509.Certificate) -> bool:
     try:
         cert.extensions.get_extension_for_oid(PROXY_CERT_INFO)
+        return True
     except x509.ExtensionNotFound:
-        return dn_of(cert.subject)
-    attrs = list(cert.issuer)
-    # a proxy of a proxy: strip the numeric (or legacy "proxy") CNs added by each delegation
-    while len(attrs) > 1 and attrs[-1].oid == NameOID.COMMON_NAME and (
-            str(attrs[-1].value).isdigit() or attrs[-1].value in ("proxy", "limited proxy")):
-        attrs.pop()
-    return dn_of(x509.Name(attrs))
+        return False
+
+
+def eec_dn(chain: Sequence[bytes]) -> str:
+    """The identity DN of a client: the subject of the end-entity certificate of the *verified*
+    chain (DER, leaf first), i.e. the first certificate that is not an RFC 3820 proxy.
+
+    Never derived by cutting CN components off a DN: ``/DC=test/CN=Test User/CN=4242`` may be
+    an end-entity certificate of its own, and a proxy of it is not ``/DC=test/CN=Test User``.
+    When only the leaf is known (a TLS stack that does not give the verified chain), a proxy
+    maps to the DN of the certificate that signed it, exactly; a proxy of a proxy then maps to
+    no one and is refused, rather than guessed."""
+    if not chain:
+        raise Unauthorized("no client certificate")
+    certs = [x509.load_der_x509_certificate(der) for der in chain]
+    for cert in certs:
+        if not is_proxy(cert):
+            return dn_of(cert.subject)
+    if len(certs) == 1:
+        return dn_of(certs[0].issuer)
+    raise Unauthorized("the certificate chain holds proxies only, no end-entity certificate")
 
 
 def read_gridmap(path: str | Path) -> dict[str, str]:
@@ -166,8 +179,8 @@ class Authenticator:
                               for t in str(claims.get("scope", "")).split()) if s]
         return Identity(str(claims.get("sub", "token")), "token", scopes + list(self.public))
 
-    def from_certificate(self, cert_der: bytes) -> Identity:
-        dn = eec_dn(cert_der)
+    def from_certificate(self, chain: Sequence[bytes]) -> Identity:
+        dn = eec_dn(chain)
         name = self.gridmap.get(dn)
         if name is None:
             raise Unauthorized(f"certificate {dn} is not in the grid-mapfile")
@@ -175,13 +188,14 @@ class Authenticator:
         scopes = [s for s in (Scope.parse(t) for t in scope_texts) if s]
         return Identity(name, "x509", scopes + list(self.public), dn=dn)
 
-    def identify(self, authorization: str | None, cert_der: bytes | None) -> Identity:
+    def identify(self, authorization: str | None, chain: Sequence[bytes] | None) -> Identity:
+        """``chain``: the client's verified certificate chain (DER, leaf first), if any."""
         if authorization:
             kind, _, value = authorization.partition(" ")
             if kind.lower() == "bearer" and value.strip():
                 return self.from_token(value.strip())
             if kind.lower() != "basic":  # basic is ignored (no passwords here)
                 raise Unauthorized(f"unsupported Authorization scheme {kind!r}")
-        if cert_der:
-            return self.from_certificate(cert_der)
+        if chain:
+            return self.from_certificate(chain)
         return self.anonymous()

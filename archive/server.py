@@ -13,6 +13,7 @@ from the command line with ``archive serve --config FILE``.
 
 from __future__ import annotations
 
+import _ssl  # Certificate.public_bytes encodings (see Handler._chain)
 import contextlib
 import json
 import logging
@@ -111,16 +112,33 @@ class Handler(BaseHTTPRequestHandler):
     def archive(self) -> Archive:
         return self.server.archive
 
-    def _cert(self) -> bytes | None:
-        if isinstance(self.connection, ssl.SSLSocket):
-            with contextlib.suppress(ValueError):
-                return self.connection.getpeercert(binary_form=True)
+    def _chain(self) -> list[bytes] | None:
+        """The client's certificate chain as OpenSSL verified it (DER, leaf first).
+
+        Python 3.13 has ``SSLSocket.get_verified_chain()``; 3.11's C object has it already
+        (``_sslobj.get_verified_chain()``, Certificate objects). Where neither exists, the leaf
+        alone (then ``auth.eec_dn`` refuses proxies of proxies instead of guessing)."""
+        conn = self.connection
+        if not isinstance(conn, ssl.SSLSocket):
+            return None
+        for owner in (conn, getattr(conn, "_sslobj", None)):
+            get = getattr(owner, "get_verified_chain", None)
+            if get is None:
+                continue
+            with contextlib.suppress(ValueError, ssl.SSLError):
+                chain = get()
+                if chain:
+                    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in chain]
+                return None
+        with contextlib.suppress(ValueError):
+            leaf = conn.getpeercert(binary_form=True)
+            return [leaf] if leaf else None
         return None
 
     def identity(self) -> Identity:
         if not hasattr(self, "_ident"):
             self._ident = self.server.auth.identify(self.headers.get("Authorization"),
-                                                    self._cert())
+                                                    self._chain())
         return self._ident
 
     def require(self, action: str, path: str) -> Identity:

@@ -117,3 +117,35 @@ def test_untrusted_ca_refused(lta, tmp_path):
     ctx.verify_mode = ssl.CERT_NONE
     ctx.load_cert_chain(str(other.user_cert), str(other.user_key))
     _assert_handshake_refused(ctx, lta.port)
+
+
+def test_identity_comes_from_the_end_entity_certificate_not_from_cutting_the_dn(lta, s, pki, tmp_path):
+    """A certificate the trusted CA issued as `<alice's DN>/CN=4242`, used to sign an RFC 3820
+    proxy, is somebody else: stripping the trailing numeric CN must not make it alice."""
+    from tests.pki import USER_DN
+
+    cert, key = pki.issue_user(f"{USER_DN}/CN=4242", tmp_path / "lookalike")
+    proxy = pki.make_proxy(tmp_path / "lookalike-proxy", user_cert=cert, user_key=key)
+    r = s.put(lta.url + "/x509/evil", data=b"1", cert=str(proxy))
+    assert r.status_code == 401 and f"{USER_DN}/CN=4242" in r.json()["detail"], r.text
+    assert lta.archive.catalog.get_file("/x509/evil") is None
+    r = s.put(lta.url + "/x509/evil", data=b"1", cert=(str(cert), str(key)))  # the certificate alone
+    assert r.status_code == 401 and lta.archive.catalog.get_file("/x509/evil") is None
+
+
+def test_a_proxy_of_a_proxy_maps_to_its_end_entity_certificate(lta, s, pki, tmp_path):
+    """Delegation twice (as FTS does): the identity is the EEC at the end of the verified chain."""
+    import re
+
+    first = pki.make_proxy(tmp_path / "first")
+    pem = first.read_text()
+    cert1 = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n", pem, re.S).group(0)
+    key1 = re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----\n", pem, re.S).group(0)
+    (tmp_path / "c1.pem").write_text(cert1)
+    (tmp_path / "k1.pem").write_text(key1)
+    second = pki.make_proxy(tmp_path / "second", user_cert=tmp_path / "c1.pem", user_key=tmp_path / "k1.pem")
+    # the file must carry the whole chain: proxy 2, its key, proxy 1, alice's certificate
+    second.write_bytes(second.read_bytes() + pki.user_cert.read_bytes())
+    r = s.put(lta.url + "/x509/delegated", data=b"1", cert=str(second))
+    assert r.status_code == 201, r.text
+    assert lta.archive.catalog.get_file("/x509/delegated").owner == "alice"
