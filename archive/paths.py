@@ -8,10 +8,16 @@ system at all; these checks keep the namespace itself clean.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from urllib.parse import unquote
 
 from archive.errors import BadPath
 
+# One rule for percent signs (RFC 3986 2.1, 2.4): a URL path is percent-decoded exactly once;
+# what remains must pass the same checks as any raw path, and a '%' followed by two hex digits
+# may not remain, since it would be decoded again by the next client or proxy (%252e%252e).
+DOUBLE_ENCODED = re.compile(r"%[0-9A-Fa-f]{2}")
 RESERVED = ("/api", "/.well-known", "/metrics", "/openapi.json", "/search")
 
 
@@ -20,11 +26,18 @@ def normalize(raw: str, *, decoded: bool = False) -> str:
 
     Trailing slashes are dropped (``/a/`` is ``/a``); repeated slashes are collapsed.
     """
-    path = raw if decoded else unquote(raw, errors="strict")
+    try:
+        path = raw if decoded else unquote(raw, errors="strict")
+    except UnicodeDecodeError as err:
+        raise BadPath(raw, "percent-encoding that is not valid UTF-8 (RFC 3629 refuses overlong "
+                           f"forms such as %c0%ae): byte {err.start}") from err
     if not path.startswith("/"):
         raise BadPath(raw, "path must be absolute")
-    if "\x00" in path or "\\" in path or any(ord(c) < 32 for c in path):
-        raise BadPath(raw, "control characters and backslashes are not allowed")
+    if "\\" in path or any(unicodedata.category(c) == "Cc" for c in path):
+        raise BadPath(raw, "control characters (U+0000-001F, U+007F-009F) and backslashes are not allowed")
+    if DOUBLE_ENCODED.search(path):
+        raise BadPath(raw, "a name may not contain '%' followed by two hex digits after decoding "
+                           "(double percent-encoding, e.g. %252e)")
     parts = [p for p in path.split("/") if p]
     if any(p in (".", "..") for p in parts):
         raise BadPath(raw, "'.' and '..' segments are refused (path traversal)")

@@ -184,10 +184,23 @@ class Handler(BaseHTTPRequestHandler):
         self.send(status, body, "application/problem+json", headers)
 
     def read_body(self, limit: int = MAX_JSON) -> bytes:
-        n = int(self.headers.get("Content-Length") or 0)
+        n = self.content_length()
         if n > limit:
             raise BadRequest(f"request body too large ({n} bytes)")
+        # from here on the body is consumed: an error must be answered at once, never by
+        # reading the body a second time (that blocked until the client gave up)
+        self._body_read = True
         return self.rfile.read(n) if n else b""
+
+    def content_length(self) -> int:
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            return 0
+        if not raw.strip().isdigit():
+            self._body_read = True  # unknowable: answer and close, never read
+            self.close_connection = True
+            raise BadRequest(f"Content-Length {raw[:40]!r} is not a non-negative integer")
+        return int(raw)
 
     def read_json(self) -> Any:
         raw = self.read_body()
@@ -200,7 +213,10 @@ class Handler(BaseHTTPRequestHandler):
         try:
             fn(*args)
         except ArchiveError as err:
-            self._drain()
+            if isinstance(err, FramingError):
+                self.close_connection = True
+            else:
+                self._drain()
             self.problem(err.status, str(err))
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, TimeoutError):
             self.close_connection = True
@@ -434,7 +450,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(204)
 
     def _dav_mkcol(self, path: str, raw: str) -> None:
-        if int(self.headers.get("Content-Length") or 0):
+        if self.content_length():
             self.read_body()
             return self.problem(415, "MKCOL with a body is not supported")
         ident = self.identity()
@@ -588,6 +604,10 @@ def search_query(q: dict[str, str]) -> SearchQuery:
                        limit=max(1, min(limit, 10_000)), after=q.get("after", ""))
 
 
+class FramingError(BadRequest):
+    """The request body's framing is broken: answer 400 and close (the next request's start is lost)."""
+
+
 class _ChunkedReader:
     """Decode ``Transfer-Encoding: chunked`` request bodies."""
 
@@ -601,7 +621,12 @@ class _ChunkedReader:
             return b""
         if self.left == 0:
             line = self.rfile.readline(1024)
-            size = int(line.split(b";")[0].strip() or b"0", 16)
+            try:
+                size = int(line.split(b";")[0].strip() or b"0", 16)
+            except ValueError as err:
+                raise FramingError(f"malformed chunk size {line[:40]!r} (RFC 9112 7.1: hex digits)") from err
+            if size < 0:
+                raise FramingError(f"malformed chunk size {line[:40]!r} (RFC 9112 7.1: hex digits)")
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
