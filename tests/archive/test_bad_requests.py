@@ -93,3 +93,30 @@ def test_malformed_content_length_is_400(lta, pki, mint):
            "Content-Length: 12abc\r\n\r\n{}").encode()
     out = _raw(lta, pki, req)
     assert out.split(b"\r\n")[0].endswith(b"400 Bad Request"), out[:200]
+
+
+def test_connection_churn_leaks_no_descriptors(lta, pki, mint, http):
+    """600 one-shot TLS clients (a thread and a catalog connection each on the server): every
+    answer is right and the open descriptors come back to where they were."""
+    import gc
+    import os
+
+    http.put(lta.url + "/h/churn.bin", data=b"churn", timeout=10).raise_for_status()
+    token = mint()
+    req = (f"HEAD /h/churn.bin HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n"
+           "Connection: close\r\n\r\n").encode()
+
+    def fds() -> int:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd"))
+
+    for _ in range(20):
+        _raw(lta, pki, req)
+    time.sleep(0.3)
+    before = fds()
+    statuses = [_raw(lta, pki, req).split(b"\r\n")[0] for _ in range(600)]
+    assert all(s.endswith(b"200 OK") for s in statuses), {s for s in statuses}
+    deadline = time.monotonic() + 10
+    while fds() - before > 20 and time.monotonic() < deadline:  # the last threads are ending
+        time.sleep(0.2)
+    assert fds() - before <= 20, f"{fds() - before} descriptors more after 600 connections"
