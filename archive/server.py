@@ -45,6 +45,7 @@ from archive.paths import normalize
 
 log = logging.getLogger(__name__)
 MAX_JSON = 64 << 20
+ALLOW = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, PROPFIND, MOVE, COPY, POST"
 
 
 def make_ssl_context(cfg: ArchiveConfig) -> ssl.SSLContext | None:
@@ -287,10 +288,17 @@ class Handler(BaseHTTPRequestHandler):
         getattr(self, f"_dav_{method.lower()}")(path, raw)
 
     def base_url(self) -> str:
+        """The archive's own URL in answers (Tape REST endpoints, Location): ``server.public_url``,
+        else the configured address, else the address this connection reached. Never the
+        request's Host header: a client could make the archive advertise any host."""
         if self.server.cfg.server.public_url:
             return self.server.cfg.server.public_url.rstrip("/")
-        host = self.headers.get("Host") or f"{self.server.cfg.server.host}:{self.server.port}"
-        return f"{self.server.scheme}://{host}"
+        host = self.server.cfg.server.host
+        if host in ("", "0.0.0.0", "::"):
+            host = self.connection.getsockname()[0]
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{self.server.scheme}://{host}:{self.server.port}"
 
     def do_GET(self) -> None:
         self.dispatch(self._route, "GET")
@@ -317,8 +325,18 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch(self._route, "POST")
 
     def do_OPTIONS(self) -> None:
-        self.send(200, headers={"DAV": "1", "Allow": "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, "
-                                "PROPFIND, MOVE, POST"})
+        self.send(200, headers={"DAV": "1", "Allow": ALLOW})
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A method this server has no handler for is a 405 with ``Allow`` (RFC 9110 15.5.6),
+        not the stdlib's 501; its body, if any, is not read, so the connection closes."""
+        if code == 501 and self.command and not hasattr(self, f"do_{self.command}"):
+            self.close_connection = True
+            body = json.dumps({"status": 405, "title": "Method Not Allowed",
+                               "detail": f"{self.command} is not supported here"}).encode()
+            self.send(405, body, "application/problem+json", {"Allow": ALLOW})
+            return
+        super().send_error(code, message, explain)
 
     def do_COPY(self) -> None:
         # 501 (not 405 or 404): gfal2 then falls back to a streamed copy.
@@ -488,7 +506,12 @@ class Handler(BaseHTTPRequestHandler):
         dest = self.headers.get("Destination")
         if not dest:
             raise BadRequest("MOVE needs a Destination header")
-        dpath = normalize(urlsplit(dest).path)
+        target = urlsplit(dest)
+        if target.netloc and not self._is_this_server(target.netloc):
+            # RFC 4918 9.9.4: a destination on another server is a 502, and nothing is touched
+            return self.problem(502, f"MOVE to another server ({target.netloc}) is not done here; "
+                                     "copy the data there and delete it here")
+        dpath = normalize(target.path)
         ident = self.identity()
         if ident.anonymous:
             raise Unauthorized("MOVE needs a bearer token or a client certificate")
@@ -505,6 +528,14 @@ class Handler(BaseHTTPRequestHandler):
             a.delete(dpath)
         a.move(path, dpath)
         self.send(204 if existed else 201)
+
+    def _is_this_server(self, netloc: str) -> bool:
+        """A Destination's authority names this server: the one the client addressed (Host),
+        the public URL's, or this server's own address."""
+        mine = {(self.headers.get("Host") or "").lower(), urlsplit(self.base_url()).netloc.lower()}
+        if self.server.cfg.server.public_url:
+            mine.add(urlsplit(self.server.cfg.server.public_url).netloc.lower())
+        return netloc.lower() in mine
 
     def _dav_post(self, path: str, raw: str) -> None:
         ctype = (self.headers.get("Content-Type") or "").lower()

@@ -120,3 +120,33 @@ def test_connection_churn_leaks_no_descriptors(lta, pki, mint, http):
     while fds() - before > 20 and time.monotonic() < deadline:  # the last threads are ending
         time.sleep(0.2)
     assert fds() - before <= 20, f"{fds() - before} descriptors more after 600 connections"
+
+
+@pytest.mark.parametrize("dest", ["https://other.host/h/moved.bin", "//other.host/h/moved.bin",
+                                  "https://localhost.evil:1/h/moved.bin"])
+def test_move_to_another_server_is_502_and_touches_nothing(dest, http, lta):
+    http.put(lta.url + "/h/stay.bin", data=b"stay", timeout=10).raise_for_status()
+    r = http.request("MOVE", lta.url + "/h/stay.bin", headers={"Destination": dest}, timeout=10)
+    assert r.status_code == 502, r.text
+    assert lta.archive.catalog.get_file("/h/stay.bin") is not None
+    assert lta.archive.catalog.get_file("/h/moved.bin") is None
+
+
+def test_move_on_this_server_still_works(http, lta):
+    http.put(lta.url + "/h/mv-a.bin", data=b"a", timeout=10).raise_for_status()
+    r = http.request("MOVE", lta.url + "/h/mv-a.bin", headers={"Destination": lta.url + "/h/mv-b.bin"}, timeout=10)
+    assert r.status_code == 201 and lta.archive.catalog.get_file("/h/mv-b.bin") is not None
+
+
+@pytest.mark.parametrize("method", ["PATCH", "TRACE", "BREW", "PROPPATCH2"])
+def test_unknown_methods_are_405_with_allow(method, http, lta):
+    r = http.request(method, lta.url + "/h/x", timeout=10)
+    assert r.status_code == 405 and "PROPFIND" in r.headers["Allow"], (r.status_code, r.headers)
+
+
+def test_discovery_does_not_echo_a_foreign_host(lta, pki):
+    r = requests.get(lta.url + "/.well-known/wlcg-tape-rest-api", verify=str(pki.ca_cert),
+                     headers={"Host": "attacker.example:443"}, timeout=10)
+    assert r.status_code == 200
+    uri = r.json()["endpoints"][0]["uri"]
+    assert "attacker" not in uri and f":{lta.port}" in uri, uri
