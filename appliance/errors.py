@@ -47,12 +47,13 @@ class ImageMissing(ApplianceError):
     exit_code = Exit.ENGINE
 
 
-RESTORE_ADVICE = (
-    "to get the exact locked images back: `appliance import BUNDLE` (a run bundle carries its image), "
+RESTORE_WAYS = (
+    "`appliance import BUNDLE` (a run bundle carries its image), "
     "`appliance images load TAR` (from `images save`), or `appliance images rebuild --offline "
     "--packages FILE` (from `images export-packages`); or `appliance images ensure` to build "
     "local stand-ins from today's mirror"
 )
+RESTORE_ADVICE = f"to get the exact locked images back: {RESTORE_WAYS}"
 
 
 class ChecksumMismatch(ApplianceError):

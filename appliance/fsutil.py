@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,12 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     with atomic_open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def link_or_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """A hard link of ``src`` at ``dest``; a copy where they are on different file systems (no
+    symbolic link: a chroot or container that sees ``dest`` could not follow it)."""
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)

@@ -162,17 +162,12 @@ def up(name: str, state_dir: Path, template: Path = TEMPLATE, recipes: list[str]
     from appliance.cluster.pki import make_cluster_pki
     from appliance.config import Settings
     from appliance.images.lock import ImagesLock, effective_lock, local_lock_path, resolve
+    from appliance.runtimes.docker import DockerRuntime
 
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     client = _docker()
-
-    def has_image(image_id: str) -> bool:
-        try:
-            client.images.get(image_id)
-            return True
-        except NotFound:
-            return False
+    has_image = DockerRuntime(client).has_image
 
     # The nodes get the identities this engine really has (a local stand-in where the locked
     # image could not be reproduced here), written into the state dir.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import os
 import shutil
 import subprocess
 import threading
@@ -26,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from appliance.errors import ConfigError
+from appliance.fsutil import link_or_copy
 from appliance.images.packages import LockedDeb, PackagesMissing, PackageStore
 
 
@@ -35,7 +35,7 @@ def make_repository(debs: Sequence[LockedDeb], store: PackageStore, dest: Path, 
     missing = store.missing(debs)
     if missing:
         raise PackagesMissing(image, missing)
-    if subprocess.run(["which", "apt-ftparchive"], capture_output=True).returncode != 0:
+    if shutil.which("apt-ftparchive") is None:
         raise ConfigError("apt-ftparchive is not installed (apt-get install apt-utils; `make deps` does it)")
     pool = dest / "pool" / "main"
     index_dir = dest / "dists" / suite / "main" / f"binary-{architecture}"
@@ -46,10 +46,7 @@ def make_repository(debs: Sequence[LockedDeb], store: PackageStore, dest: Path, 
     for deb in sorted(debs, key=lambda d: (d.package, d.architecture)):
         link = pool / deb.deb_name
         if not link.exists():
-            try:
-                os.link(store.path(deb.sha256), link)
-            except OSError:  # another file system; no symlink: the chroot cannot follow it
-                shutil.copyfile(store.path(deb.sha256), link)
+            link_or_copy(store.path(deb.sha256), link)
         lines.append(f"{deb.package} {deb.priority} {deb.section}")
     override.write_text("\n".join(sorted(set(lines))) + "\n")
     run = functools.partial(subprocess.run, cwd=dest, capture_output=True, text=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError, ConfigError
 from appliance.exitcodes import Exit
+from appliance.fsutil import link_or_copy
 from appliance.hashing import sha256_file
 from appliance.images.aptrepo import make_repository, serve
 from appliance.images.aptsources import debian_sources_for
@@ -78,7 +79,7 @@ def _mmdebstrap(spec: ImageSpec, out: Path, mirrors: list[str], extra: list[str]
         f"--customize-hook=printf '%s' '{SOURCES_LIST}' > \"$1/etc/apt/sources.list\"",
         spec.suite, str(tmp), *mirrors,
     ]
-    if offline:  # no network namespace but an unconfigured loopback: nothing can be fetched
+    if offline:  # a network namespace of its own, loopback down: nothing can be fetched
         cmd = ["unshare", "--net", "--", *cmd]
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch)}
     log.info("running %s", " ".join(cmd))
@@ -125,8 +126,9 @@ def build_base(spec: ImageSpec, build_dir: Path, runtime: DockerRuntime, store: 
     check_tools()
     build_dir.mkdir(parents=True, exist_ok=True)
     rootfs = build_dir / f"{spec.name}.rootfs.tar"
-    resolved_at = _stamp()
+    resolved_at = ""  # only a build that reads the mirror knows when it did
     if debs is None:
+        resolved_at = _stamp()
         debs = base_rootfs_online(spec, rootfs, store)
     else:
         base_rootfs_offline(spec, rootfs, store, debs)
@@ -223,15 +225,15 @@ def resolve_wheels(spec: ImageSpec, store: PackageStore, work: Path) -> list[Loc
     return wheels
 
 
-def _wheel_repository(wheels: list[LockedWheel], store: PackageStore, repo: Path) -> None:
+def _wheel_repository(wheels: list[LockedWheel], store: PackageStore, repo: Path, image: str) -> None:
     """``wheels/`` (a directory listing pip reads as --find-links) and a hash-pinned requirements file."""
+    missing = store.missing(wheels)
+    if missing:
+        raise PackagesMissing(image, missing)
     (repo / "wheels").mkdir()
     lines = []
     for w in sorted(wheels, key=lambda w: w.filename):
-        try:
-            os.link(store.path(w.sha256), repo / "wheels" / w.filename)
-        except OSError:
-            shutil.copyfile(store.path(w.sha256), repo / "wheels" / w.filename)
+        link_or_copy(store.path(w.sha256), repo / "wheels" / w.filename)
         lines.append(f"{w.name}=={w.version} --hash=sha256:{w.sha256}")
     (repo / "requirements.txt").write_text("\n".join(lines) + "\n")
 
@@ -244,20 +246,19 @@ def build_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: Docke
     config so the image ID depends only on the layer contents (the builder's own config carries
     its build time)."""
     build_dir.mkdir(parents=True, exist_ok=True)
-    resolved_at = _stamp()
+    resolved_at = ""  # only a build that reads the mirror knows when it did
     if debs is None:
+        resolved_at = _stamp()
         debs = resolve_derived(spec, base, suite, runtime, store, build_dir)
         wheels = resolve_wheels(spec, store, build_dir)
     wheels = wheels or []
-    if store.missing(wheels):
-        raise PackagesMissing(spec.name, store.missing(wheels))
     api = runtime.client.api
     built_id = None
     logs: list[str] = []
     with tempfile.TemporaryDirectory(dir=build_dir, prefix=".repo-") as repo_dir:
         make_repository(debs, store, Path(repo_dir), suite, "amd64", spec.name)
         if wheels:
-            _wheel_repository(wheels, store, Path(repo_dir))
+            _wheel_repository(wheels, store, Path(repo_dir), spec.name)
         with serve(Path(repo_dir)) as repo_url:
             args = {"BASE_IMAGE": base.image_id, "SOURCE_DATE_EPOCH": str(spec.source_date_epoch),
                     "APT_REPO": f"{repo_url} {suite} main", "APT_PACKAGES": " ".join(spec.apt)}
@@ -311,6 +312,6 @@ def build_derived(spec: ImageSpec, base: LockedImage, suite: str, runtime: Docke
 
 
 def check_tools() -> None:
-    for tool, package in (("mmdebstrap", "mmdebstrap"), ("apt-ftparchive", "apt-utils")):
-        if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-            raise ConfigError(f"{tool} is not installed (apt-get install {package}; `make deps` does it)")
+    """mmdebstrap for bases (``make_repository`` checks apt-ftparchive where it is needed)."""
+    if shutil.which("mmdebstrap") is None:
+        raise ConfigError("mmdebstrap is not installed (apt-get install mmdebstrap; `make deps` does it)")

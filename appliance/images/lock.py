@@ -9,8 +9,8 @@ images ``rootfs_sha256``.
 
 The tracked lock changes only through ``appliance images build --update-lock``. An identity that
 this machine had to make because the locked one could not be reproduced here (the mirror moved
-and the packages were never kept) goes to the machine-local overlay (``LOCAL_LOCK`` under the
-image store), with ``replaces`` naming the locked image ID it stands in for. ``resolve`` picks,
+and the packages were never kept) goes to the machine-local overlay (``local_lock_path`` under
+the image store), with ``replaces`` naming the locked image ID it stands in for. ``resolve`` picks,
 per name: the locked image if the engine has it, else the overlay's stand-in if the engine has
 that, else it fails with ``RESTORE_ADVICE``.
 """
@@ -18,7 +18,7 @@ that, else it fails with ``RESTORE_ADVICE``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,5 @@ def effective_lock(tracked: ImagesLock, local: ImagesLock, has_image: Callable[[
             chosen = resolve(name, tracked, local, has_image)
         except ImageMissing:
             chosen = tracked.images[name] if name in tracked.images else local.images[name]
-        images[name] = LockedImage(**{**asdict(chosen), "debs": list(chosen.debs),
-                                      "wheels": list(chosen.wheels), "replaces": None})
+        images[name] = replace(chosen, replaces=None)
     return ImagesLock(path, images)

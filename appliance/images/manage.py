@@ -13,15 +13,19 @@ Which identity an image has on this machine, in order of preference:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from appliance.config import Settings
-from appliance.errors import RESTORE_ADVICE, ConfigError
+from appliance.errors import RESTORE_ADVICE, RESTORE_WAYS, ConfigError
 from appliance.images.build import build_base, build_derived
 from appliance.images.lock import (
     LOCAL_HEADER,
@@ -67,8 +71,6 @@ class ImageCheck:
     def report(self) -> str:
         line = (f"{self.name}: {VERDICTS[self.verdict][1]} (locked {self.locked_id or '-'}, "
                 f"actual {self.actual_id or '-'})")
-        import textwrap
-
         return "\n".join([line, *[textwrap.fill(r, 100, initial_indent="  - ", subsequent_indent="    ")
                                   for r in self.reasons]])
 
@@ -163,10 +165,14 @@ class ImageManager:
                   else f"the package store ({len(pinned.files)} locked files)")
         print(f"appliance images: building '{spec.name}' from {source} ...", file=sys.stderr, flush=True)
         if spec.builder == "mmdebstrap":
-            return build_base(spec, out, self.runtime, self.store, debs).locked
-        assert base is not None
-        return build_derived(spec, base, self._suite(spec, specs), self.runtime, out, self.store,
-                             debs, pinned.wheels if pinned is not None else None, nocache=nocache).locked
+            built = build_base(spec, out, self.runtime, self.store, debs).locked
+        else:
+            assert base is not None
+            built = build_derived(spec, base, self._suite(spec, specs), self.runtime, out, self.store,
+                                  debs, pinned.wheels if pinned is not None else None, nocache=nocache).locked
+        if pinned is not None:  # its packages are those of the mirror as read then, not today
+            built.resolved_at = pinned.resolved_at
+        return built
 
     # -- ensure ---------------------------------------------------------------------------------
     def ensure(self, names: list[str] | None = None, force: bool = False, update_lock: bool = False,
@@ -176,8 +182,6 @@ class ImageManager:
         ``force``: build even what is present. ``update_lock``: build from today's mirror and
         write the tracked lock (the developer's re-lock). ``offline``: the package store only.
         """
-        import time
-
         tracked = ImagesLock.load(self.lock_path)
         local = ImagesLock.load(self.local_path)
         specs = self.specs(names)
@@ -240,7 +244,7 @@ class ImageManager:
                 self._record_local(local, built, None)
             return check, built
         self._record_local(local, built, locked.image_id if locked else None)
-        moved = [r for r in check.reasons if ":" in r and "->" in r and not r.startswith("built on")]
+        moved = package_changes(locked.packages, built.packages) if locked else []
         check = ImageCheck(spec.name, "stand-in", check.locked_id, built.image_id,
                            [self._drift_paragraph(spec, locked, built, valid, moved)])
         return check, built
@@ -266,7 +270,7 @@ class ImageManager:
                 f"recorded it in {self.local_path} (images/images.lock is unchanged; "
                 f"`appliance images build --update-lock` records it there). Recipes that name "
                 f"'{spec.name}' run this stand-in here; recipes pinned to {locked.image_id} do not. "
-                f"To get the exact locked images back: {RESTORE_ADVICE.removeprefix('to get the exact locked images back: ')}.")
+                f"To get the exact locked images back: {RESTORE_WAYS}.")
 
     # -- verify ---------------------------------------------------------------------------------
     def verify(self, names: list[str] | None = None, source: str = "auto") -> list[ImageCheck]:
@@ -286,24 +290,23 @@ class ImageManager:
 
     def _verify(self, specs: list[ImageSpec], by_name: dict[str, ImageSpec], names: list[str] | None,
                 tracked: ImagesLock, local: ImagesLock, source: str, work: Path) -> list[ImageCheck]:
-        import time
-
         effective: dict[str, LockedImage] = {}
         checks = []
         for spec in self._selected(specs, names):
             t0 = time.monotonic()
             locked = tracked.images.get(spec.name)
             target = locked
+            have = source != "mirror" and locked is not None and self.store_has(locked)
             stand_in = local.images.get(spec.name)
-            if (source == "auto" and locked is not None and not self.store_has(locked)
+            if (source == "auto" and locked is not None and not have
                     and stand_in is not None and stand_in.replaces == locked.image_id):
                 target = stand_in
+                have = self.store_has(stand_in)
             base = effective.get(spec.base) if spec.base else None
-            use_store = source == "store" or (source == "auto" and target is not None and self.store_has(target))
-            if use_store:
-                if target is None or not self.store_has(target):
-                    raise PackagesMissing(spec.name, self.store.missing(target.files) if target else [],
-                                          f" ({self.store.root})")
+            if source == "store" and not have:
+                raise PackagesMissing(spec.name, self.store.missing(target.files) if target else [],
+                                      f" ({self.store.root})")
+            if have:
                 built = self._build(spec, by_name, base, target, nocache=True, build_dir=work)
                 check = compare(spec, target, built, "store")
             else:
@@ -342,7 +345,7 @@ class ImageManager:
                 raise PackagesMissing(image.name, missing, f" ({self.store.root}): this machine cannot "
                                       "export the locked image; run `appliance images ensure` where the "
                                       "locked packages are available, or export from a machine that built it")
-        remote = "://" in dest and not dest.startswith("file://")
+        remote = _is_remote(dest)
         with tempfile.TemporaryDirectory(dir=self._mkdir(self.settings.image_store)) as tmp:
             lock_copy = Path(tmp) / "images.lock"
             chosen.path = lock_copy
@@ -355,37 +358,17 @@ class ImageManager:
                 summary.path = RemoteResolver(self.settings.resolvers).upload(target, dest)
         return summary
 
-    def _local_copy(self, source: str):  # type: ignore[no-untyped-def]
-        import contextlib
+    @contextlib.contextmanager
+    def _local_copy(self, source: str) -> Iterator[Path]:
+        if not _is_remote(source):
+            yield Path(source.removeprefix("file://"))
+            return
+        from appliance.inputs.remote import RemoteResolver
 
-        @contextlib.contextmanager
-        def cm():  # type: ignore[no-untyped-def]
-            if "://" not in source or source.startswith("file://"):
-                yield Path(source.removeprefix("file://"))
-                return
-            from appliance.inputs.remote import RemoteResolver
-
-            with tempfile.TemporaryDirectory(dir=self._mkdir(self.settings.image_store)) as tmp:
-                path = Path(tmp) / "packages.tar"
-                RemoteResolver(self.settings.resolvers).download(source, path)
-                yield path
-
-        return cm()
-
-    def footprint(self, names: list[str] | None = None) -> dict[str, int]:
-        """Bytes of the store that the locked images need, per image family (a base and what
-        builds on it), counting each .deb once."""
-        tracked = ImagesLock.load(self.lock_path)
-        specs = self.specs(names)
-        families: dict[str, list] = {}
-        by_name = {s.name: s for s in specs}
-        for spec in specs:
-            root = spec
-            while root.base:
-                root = by_name[root.base]
-            if spec.name in tracked.images:
-                families.setdefault(root.name, []).extend(tracked.images[spec.name].files)
-        return {family: self.store.size(debs) for family, debs in families.items()}
+        with tempfile.TemporaryDirectory(dir=self._mkdir(self.settings.image_store)) as tmp:
+            path = Path(tmp) / "packages.tar"
+            RemoteResolver(self.settings.resolvers).download(source, path)
+            yield path
 
     # -- save -----------------------------------------------------------------------------------
     def save(self, names: list[str] | None, out_dir: Path) -> list[Path]:
@@ -402,6 +385,11 @@ class ImageManager:
             self.runtime.save_image(image.image_id, dest)
             out.append(dest)
         return out
+
+
+def _is_remote(location: str) -> bool:
+    """A URL the transfer layer serves (lta://, davs://, https://, ...), not a local path."""
+    return "://" in location and not location.startswith("file://")
 
 
 def checks_json(checks: list[ImageCheck]) -> str:

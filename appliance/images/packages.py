@@ -183,6 +183,3 @@ class PackageStore:
                 raise ChecksumMismatch(what, deb.sha256, digest.hexdigest())
             os.fchmod(fout.fileno(), 0o644)
         return dest
-
-    def size(self, debs: Iterable[LockedDeb | LockedWheel]) -> int:
-        return sum(d.size for d in {d.sha256: d for d in debs}.values())

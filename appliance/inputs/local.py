@@ -17,7 +17,8 @@ class LocalFileResolver:
     def __init__(self, base_dir: Path):
         self.base_dir = base_dir
 
-    def _path(self, uri: str) -> Path:
+    def path_of(self, uri: str) -> Path:
+        """The local file ``uri`` names (relative to the recipe); InputError if it is not one."""
         parsed = urlparse(uri)
         if parsed.scheme == "file":
             if parsed.netloc not in ("", "localhost"):
@@ -32,7 +33,7 @@ class LocalFileResolver:
         return path
 
     def fetch(self, uri: str, store: ContentStore, expected_sha256: str | None = None) -> ResolvedInput:
-        obj = store.add_file(self._path(uri), expected_sha256=expected_sha256)
+        obj = store.add_file(self.path_of(uri), expected_sha256=expected_sha256)
         return ResolvedInput(uri, obj.sha256, obj.size, obj.path)
 
     def checksum(self, uri: str, store: ContentStore) -> ResolvedInput:

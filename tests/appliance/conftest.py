@@ -43,16 +43,10 @@ def docker_client():
 def engine_lock(docker_client) -> ImagesLock:
     """The identities the images have on this engine: the locked ones, or this machine's
     recorded stand-ins where the mirror moved (what `make images` leaves)."""
-    from docker.errors import ImageNotFound
-
     from appliance.images.lock import effective_lock, local_lock_path
+    from appliance.runtimes.docker import DockerRuntime
 
-    def has_image(image_id: str) -> bool:
-        try:
-            docker_client.images.get(image_id)
-            return True
-        except ImageNotFound:
-            return False
+    has_image = DockerRuntime(docker_client).has_image
 
     tracked = ImagesLock.load(REPO_ROOT / "images" / "images.lock")
     local = ImagesLock.load(local_lock_path(Settings.load().image_store))
