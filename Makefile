@@ -15,7 +15,8 @@ APT_PACKAGES := docker.io runc mmdebstrap podman uidmap python3-venv python3-dev
 	python3-gfal2 gfal2-plugin-file gfal2-plugin-http gfal2-plugin-gridftp gfal2-util-scripts \
 	globus-gridftp-server-progs globus-proxy-utils globus-gass-copy-progs \
 	mariadb-server mariadb-client postgresql nginx curl openssl vagrant apt-utils \
-	build-essential git ca-certificates iproute2 util-linux
+	build-essential git ca-certificates iproute2 util-linux \
+	litmus charliecloud slurm-wlm munge source-extractor
 
 .PHONY: help deps engine venv images demo test lint bench clean-demo
 
