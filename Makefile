@@ -16,7 +16,8 @@ APT_PACKAGES := docker.io runc mmdebstrap podman uidmap python3-venv python3-dev
 	globus-gridftp-server-progs globus-proxy-utils globus-gass-copy-progs \
 	mariadb-server mariadb-client postgresql nginx curl openssl vagrant apt-utils \
 	build-essential git ca-certificates iproute2 util-linux \
-	litmus charliecloud slurm-wlm munge source-extractor
+	litmus charliecloud slurm-wlm munge source-extractor \
+	chromium chromium-driver xvfb jsamp topcat
 
 .PHONY: help deps engine venv images demo test lint bench clean-demo
 
