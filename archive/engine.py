@@ -708,11 +708,19 @@ class Archive:
             started = True
         return started
 
-    def _header(self, f: FileEntry) -> dict[str, Any]:
+    def _header(self, f: FileEntry, at_seq: int) -> dict[str, Any]:
+        """The self-describing header of a file record.
+
+        ``seq`` is the file's upload sequence number; ``at_seq`` is a fresh number reserved in
+        the same transaction that read ``path``: the record says "this file was at ``path`` at
+        event ``at_seq``". A file migrated after a rename of its collection carries the new path,
+        so the rebuild must place it after the rename, not at its upload (measured before: 740
+        of 977 files came back, the rest missing or resurrected at old paths).
+        """
         prod = self.catalog.get_product(f.file_id)
         return {"kind": "file", "file_id": f.file_id, "path": f.path, "size": f.size,
                 "adler32": f.adler32, "sha256": f.sha256, "owner": f.owner, "created": f.created,
-                "modified": f.modified, "seq": f.seq,
+                "modified": f.modified, "seq": f.seq, "at_seq": at_seq,
                 "meta": prod.to_json() if prod else None}
 
     def _finish_write(self, d: Drive, op: Op, now: float) -> None:
@@ -730,12 +738,15 @@ class Archive:
                                               "size": 0}, None)
         written_logs = op.log_seqs
         for f, copy_no in op.files:
-            current = self.catalog.get_file_by_id(f.file_id)
+            with self.catalog.tx():  # the path and its event number, read together
+                current = self.catalog.get_file_by_id(f.file_id)
+                at_seq = self.catalog.next_seq() if current else 0
             src = self.disk_path(f.file_id)
             if current is None or not src.exists():
                 continue  # deleted meanwhile
             try:
-                fseq, offset, rsize = self.library.append(op.tape, self._header(current), src)
+                fseq, offset, rsize = self.library.append(op.tape, self._header(current, at_seq),
+                                                          src)
             except ChecksumError as err:
                 log.error("not migrated: %s", err)
                 continue
