@@ -75,8 +75,12 @@ def _lock_dir(root: Path) -> int:
     return fd
 
 
-def make_clock(cfg: ArchiveConfig) -> Clock:
-    return SimClock() if cfg.clock.mode == "simulated" else RealClock(cfg.clock.speed)
+def make_clock(cfg: ArchiveConfig, persist: bool = True) -> Clock:
+    """The configured clock; a real one continues from the archive time persisted in
+    ``ROOT/clock.json`` (monotonic across restarts); ``persist``: this process owns it."""
+    if cfg.clock.mode == "simulated":
+        return SimClock()
+    return RealClock(cfg.clock.speed, state=cfg.root_path / "clock.json", persist=persist)
 
 
 @dataclass
@@ -117,7 +121,7 @@ class Archive:
         """``exclusive``: own the archive directory (lock, crash recovery, engine); the CLI's
         read-only and staging commands open it shared, next to a running server."""
         self.cfg = cfg
-        self.clock = clock or make_clock(cfg)
+        self.clock = clock or make_clock(cfg, persist=exclusive)
         self.root = cfg.root_path
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
@@ -189,6 +193,8 @@ class Archive:
 
     def close(self) -> None:
         self.stop()
+        if self.exclusive and hasattr(self.clock, "save"):
+            self.clock.save()  # a restart continues archive time from here
         self.catalog.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
