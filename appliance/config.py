@@ -26,7 +26,7 @@ def _default_home() -> Path:
 class Settings:
     home: Path = field(default_factory=_default_home)  # run store + content-addressed store
     images_dir: Path = REPO_ROOT / "images"  # image specs and images.lock
-    runtime: str = "docker"  # docker | podman
+    runtime: str = "docker"  # a module of appliance/runtimes: docker | podman | charliecloud | apptainer
     run_uid: int = 65534  # non-root uid:gid inside analysis containers (nobody)
     run_gid: int = 65534
     # Extra options for input resolvers of remote schemes (site URLs, tokens files, CA dirs).
@@ -40,6 +40,9 @@ class Settings:
     # http://snapshot.example.org/archive/{archive}/{timestamp}; locked packages missing from the
     # package store are fetched from it by their pool path.
     snapshot_mirror: str | None = None
+    # A directory of `appliance images save` tars (docker-archive) that engine-less runtimes
+    # (charliecloud, apptainer) convert their images from, found by image ID.
+    image_tars: Path | None = None
 
     @property
     def store_root(self) -> Path:
@@ -80,7 +83,7 @@ class Settings:
         unknown = set(values) - names
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
-        for key in ("home", "images_dir", "image_store"):
+        for key in ("home", "images_dir", "image_store", "image_tars"):
             if key in values:
                 values[key] = Path(values[key]).expanduser()
         for key in ("run_uid", "run_gid"):
@@ -90,6 +93,9 @@ class Settings:
         if mirror is not None and ("{timestamp}" not in str(mirror) or "{archive}" not in str(mirror)):
             raise ConfigError(f"{path}: snapshot_mirror must be a URL template with {{archive}} and "
                               f"{{timestamp}}, got {mirror!r}")
-        if values.get("runtime", "docker") not in ("docker", "podman"):
-            raise ConfigError(f"runtime: expected 'docker' or 'podman', got {values['runtime']!r}")
+        from appliance.runtimes import runtime_names
+
+        if values.get("runtime", "docker") not in runtime_names():
+            raise ConfigError(f"runtime: expected one of {', '.join(runtime_names())}, "
+                              f"got {values['runtime']!r}")
         return cls(**values)

@@ -11,6 +11,7 @@ from appliance.config import Settings
 from appliance.errors import NotReproduced
 from appliance.recipes.model import load_recipe
 from appliance.runs.runner import Runner
+from appliance.runtimes import runtime_names
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -26,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     def common(q: argparse.ArgumentParser, runtime: bool = True) -> None:
         q.add_argument("--home", type=Path, help="run store + content store (default ~/.local/share/appliance)")
         if runtime:
-            q.add_argument("--runtime", choices=["docker", "podman"], help="container runtime (default docker)")
+            q.add_argument("--runtime", choices=runtime_names(),
+                           help="container runtime (default docker; charliecloud runs without root)")
         q.add_argument("--json", action="store_true", help="machine-readable result on stdout")
 
     q = sub.add_parser("check", help="find everything wrong with a recipe that can be found without running it",

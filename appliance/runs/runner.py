@@ -105,7 +105,7 @@ class Runner:
     @property
     def runtime(self) -> ContainerRuntime:
         if self._runtime is None:
-            self._runtime = get_runtime(self.settings.runtime)
+            self._runtime = get_runtime(self.settings.runtime, self.settings)
         return self._runtime
 
     # -- lock ---------------------------------------------------------------------------------
@@ -216,7 +216,10 @@ class Runner:
         work = self.settings.home / "work" / run_id
         try:
             record.runtime = self.runtime.version()
-            record.image["diff_ids"] = self.runtime.image_info(p.image_id).get("diff_ids", [])
+            info = self.runtime.image_info(p.image_id)
+            record.image["diff_ids"] = info.get("diff_ids", [])
+            if info.get("converted_digest"):  # the runtime ran a converted copy (charliecloud)
+                record.image["converted_digest"] = info["converted_digest"]
             self.runs.save(record)
             in_dir, out_dir, code_dir = work / "input", work / "output", work / "recipe"
             in_dir.mkdir(parents=True)

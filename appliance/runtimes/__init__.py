@@ -1,23 +1,35 @@
 """Container runtimes behind one seam (``base.ContainerRuntime``).
 
-``docker`` (the Docker SDK; default) and ``podman`` (Debian's podman CLI). Apptainer is a planned
-backend: see docs/RECIPES.md for the conversion path (docker-archive -> SIF). ``get_runtime``
-picks one by name.
+A runtime is one module of this package named after it (``docker``, ``podman``,
+``charliecloud``, ``apptainer``) exposing ``create(settings) -> ContainerRuntime``: adding a
+runtime is adding one file. Modules whose name starts with ``_`` and ``base`` are not runtimes.
+``get_runtime`` imports only the module asked for (the Docker SDK costs ~0.3 s to import).
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from typing import TYPE_CHECKING
+
 from appliance.errors import ConfigError
 from appliance.runtimes.base import ContainerRuntime
 
+if TYPE_CHECKING:
+    from appliance.config import Settings
 
-def get_runtime(name: str) -> ContainerRuntime:
-    if name == "docker":
-        from appliance.runtimes.docker import DockerRuntime
+NOT_RUNTIMES = {"base"}
 
-        return DockerRuntime()
-    if name == "podman":
-        from appliance.runtimes.podman import PodmanRuntime
 
-        return PodmanRuntime()
-    raise ConfigError(f"runtime: expected 'docker' or 'podman', got {name!r}")
+def runtime_names() -> list[str]:
+    """The runtimes this installation offers, from the modules of this package."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__)
+                  if not m.name.startswith("_") and m.name not in NOT_RUNTIMES)
+
+
+def get_runtime(name: str, settings: Settings | None = None) -> ContainerRuntime:
+    names = runtime_names()
+    if name not in names:
+        raise ConfigError(f"runtime: expected one of {', '.join(names)}, got {name!r}")
+    module = importlib.import_module(f"appliance.runtimes.{name}")
+    return module.create(settings)  # type: ignore[no-any-return]

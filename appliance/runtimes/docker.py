@@ -153,3 +153,8 @@ class DockerRuntime:
     def remove_image(self, image_id: str) -> None:
         with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.images.remove(image_id, force=True)
+
+
+def create(settings: object = None) -> DockerRuntime:
+    """Registry entry (``appliance.runtimes.get_runtime``)."""
+    return DockerRuntime()

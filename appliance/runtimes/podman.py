@@ -118,3 +118,8 @@ class PodmanRuntime:
 
     def remove_image(self, image_id: str) -> None:
         self._run("rmi", "-f", image_id.removeprefix("sha256:"), check=False)
+
+
+def create(settings: object = None) -> PodmanRuntime:
+    """Registry entry (``appliance.runtimes.get_runtime``)."""
+    return PodmanRuntime()
