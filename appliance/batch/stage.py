@@ -1,0 +1,57 @@
+"""Archive inputs of a batch: list an archive collection, and bring every tape-resident item
+online in ONE stage request per storage server before any run starts, so the archive recalls
+in tape order (its scheduler sorts the request by cartridge and position) instead of mounting
+a cartridge per item as each run would fetch its input."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Callable
+
+from appliance.staging.bulk import TAPE_SCHEMES
+from appliance.staging.errors import TapeApiUnavailable
+from appliance.staging.model import path_of, server_root
+from appliance.transfer.credentials import Credentials
+from appliance.transfer.select import scheme_of
+
+
+def archive_query(collection: str, match: str = "*", credentials: Credentials | None = None) -> list[str]:
+    """Every file under an archive collection (recursively), e.g. ``davs://host/projects/X/``."""
+    from appliance.transfer.select import Backends
+
+    backend = Backends(credentials or Credentials.discover()).for_url(collection)
+    found: list[str] = []
+    todo = [collection.rstrip("/") + "/"]
+    while todo:
+        for entry in backend.listdir(todo.pop()):
+            if entry.is_dir:
+                todo.append(entry.url.rstrip("/") + "/")
+            elif fnmatch.fnmatch(entry.name, match):
+                found.append(entry.url)
+    return sorted(found)
+
+
+def stage_all(uris: list[str], credentials: Credentials | None = None, lifetime: str = "PT6H",
+              timeout: float = 6 * 3600.0, client_factory: Callable[[str], object] | None = None,
+              ) -> dict[str, str]:
+    """One stage request per server for every archive URI; returns {server: request id}."""
+    by_server: dict[str, list[str]] = defaultdict(list)
+    for uri in uris:
+        if scheme_of(uri) in TAPE_SCHEMES:
+            by_server[server_root(uri)].append(path_of(uri))
+    requests: dict[str, str] = {}
+    for server, paths in by_server.items():
+        if client_factory is None:
+            from appliance.staging.client import StagingClient
+
+            client = StagingClient(server, credentials or Credentials.discover())
+        else:
+            client = client_factory(server)
+        try:
+            rid = client.stage(paths, lifetime)  # type: ignore[attr-defined]
+        except TapeApiUnavailable:
+            continue  # a disk-only server: nothing to stage
+        client.wait(rid, timeout=timeout)  # type: ignore[attr-defined]
+        requests[server] = rid
+    return requests
