@@ -70,7 +70,9 @@ def _batch(args: argparse.Namespace) -> int:
         staged = len(requests)
     root = batch_root(settings.home, args.recipe)
     items = derive(args.recipe, root, name, uris)
-    slurm_options = {"queue": args.slurm_partition} if args.slurm_partition else {}
+    slurm_options: dict[str, object] = {"log_directory": str(root / "slurm-logs")}
+    if args.slurm_partition:
+        slurm_options["queue"] = args.slurm_partition
     opts = ClusterOptions(scheduler=args.scheduler, slurm=args.slurm, workers=args.workers,
                           slurm_options=slurm_options)
     summary = run_batch(settings, recipe.name, items, Journal(root / "results.jsonl"), opts,
