@@ -55,8 +55,10 @@ def _archive(args: argparse.Namespace, exclusive: bool):
 
 # -- commands ---------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
+    from archive import accesslog
     from archive.server import build_server
 
+    accesslog.configure(json_logs=args.json, verbose=args.verbose)
     cfg = _config(args)
     if args.port is not None:
         cfg.server.port = args.port

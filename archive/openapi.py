@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+#: ``cone=RA,DEC,RADIUS`` (degrees)
+CONE_PATTERN = (r"^[0-9]{1,3}(\.[0-9]{1,6})?,-?[0-9]{1,2}(\.[0-9]{1,6})?,"
+                r"[0-9]{1,2}(\.[0-9]{1,6})?$")
+
+
+#: ``diskLifetime``: ISO 8601 days/weeks, or [days and] hours, minutes, seconds (PT1H, P2D,
+#: P1DT12H, PT1H30M, PT3600S); the Tape REST handler refuses anything else (400)
+_T = "T([0-9]{1,5}H)?"
+LIFETIME_PATTERN = ("^P[0-9]{1,4}[DW]$"
+                    f"|^P([0-9]{{1,4}}D)?{_T}([0-9]{{1,5}}M)?[0-9]{{1,6}}S$"
+                    f"|^P([0-9]{{1,4}}D)?{_T}[0-9]{{1,5}}M$"
+                    "|^P([0-9]{1,4}D)?T[0-9]{1,5}H$")
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -16,25 +30,37 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 def document(base_url: str) -> dict[str, Any]:
     problem = {"description": "Error (RFC 7807)",
                "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+    # reads below auth.public_read need no credentials: security is optional there
+    read_security: list[dict[str, list[str]]] = [{"bearer": []}, {"x509": []}, {}]
     paths_body = {"required": True, "content": {"application/json": {"schema": _ref("Paths")}}}
     rid = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    # names the server accepts for sure (the full rule is in archive.paths): the schema is
+    # narrower than the server, so every schema-valid request is answered 2xx/404
+    name = r"[A-Za-z0-9_~-][A-Za-z0-9_.~-]{0,40}"
+    path_schema = {"type": "string", "pattern": f"^/{name}(/{name}){{0,6}}$"}
+    prefix_schema = {"type": "string", "pattern": f"^(/{name}){{0,6}}/?$"}
+    lifetime = {"type": "string", "pattern": LIFETIME_PATTERN, "example": "PT1H"}
     search_params = [
-        {"name": n, "in": "query", "schema": {"type": t}, "description": d} for n, t, d in [
-            ("prefix", "string", "path prefix (default /)"),
-            ("project", "string", "project / proposal id"),
-            ("observation", "string", "observation id"),
-            ("instrument", "string", "INSTRUME"),
-            ("telescope", "string", "TELESCOP"),
-            ("object", "string", "OBJECT"),
-            ("product_type", "string", "product type"),
-            ("start", "string", "DATE-OBS >= (ISO 8601)"),
-            ("end", "string", "DATE-OBS <= (ISO 8601)"),
-            ("ra", "number", "cone centre RA (deg, ICRS)"),
-            ("dec", "number", "cone centre Dec (deg)"),
-            ("radius", "number", "cone radius (deg)"),
-            ("limit", "integer", "page size (1..10000, default 100)"),
-            ("after", "string", "paging cursor: the 'next' value of the previous page"),
+        {"name": n, "in": "query", "schema": sch, "description": d} for n, sch, d in [
+            ("prefix", prefix_schema, "path prefix (default /)"),
+            ("project", {"type": "string"}, "project / proposal id"),
+            ("observation", {"type": "string"}, "observation id"),
+            ("instrument", {"type": "string"}, "INSTRUME"),
+            ("telescope", {"type": "string"}, "TELESCOP"),
+            ("object", {"type": "string"}, "OBJECT"),
+            ("product_type", {"type": "string"}, "product type"),
+            ("start", {"type": "string", "format": "date"},
+             "DATE-OBS >= (ISO 8601 date or date-time)"),
+            ("end", {"type": "string", "format": "date"}, "DATE-OBS <= (ISO 8601)"),
+            ("cone", {"type": "string", "pattern": CONE_PATTERN, "example": "150.1,2.2,0.5"},
+             "cone search RA,DEC,RADIUS in degrees (ICRS); the same as ra=&dec=&radius= given "
+             "together"),
+            ("limit", {"type": "integer", "minimum": 1, "maximum": 10000},
+             "page size (1..10000, default 100)"),
+            ("after", {"type": "string"}, "paging cursor: the 'next' value of the previous page"),
         ]]
+    errors = {str(c): problem for c in (400, 401, 403, 404)}
+    auth_errors = {str(c): problem for c in (401, 403)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Long Term Archive API", "version": "1.0.0",
@@ -53,10 +79,10 @@ def document(base_url: str) -> dict[str, Any]:
                 "Paths": {"type": "object", "required": ["paths"], "properties": {
                     "paths": {"type": "array", "items": {"type": "string"}}}},
                 "StageRequest": {"type": "object", "required": ["files"], "properties": {
-                    "files": {"type": "array", "items": {"type": "object", "required": ["path"],
+                    "files": {"type": "array", "minItems": 1, "items": {
+                              "type": "object", "required": ["path"],
                               "properties": {"path": {"type": "string"},
-                                             "diskLifetime": {"type": "string",
-                                                              "example": "PT1H"},
+                                             "diskLifetime": lifetime,
                                              "targetedMetadata": {"type": "object"}}}}}},
                 "StageStatus": {"type": "object", "properties": {
                     "id": {"type": "string"}, "createdAt": {"type": "integer"},
@@ -87,31 +113,66 @@ def document(base_url: str) -> dict[str, Any]:
                     "application/json": {"schema": _ref("StageRequest")}}},
                 "responses": {"201": _json({"type": "object", "properties": {
                     "requestId": {"type": "string"}}}, "Accepted"), "400": problem,
-                    "401": problem, "403": problem}}},
+                    **auth_errors}}},
             "/api/v1/stage/{id}": {
                 "parameters": rid,
                 "get": {"summary": "Stage request status",
-                        "responses": {"200": _json(_ref("StageStatus")), "404": problem}},
+                        "responses": {"200": _json(_ref("StageStatus")), **errors}},
                 "delete": {"summary": "Cancel and forget a stage request",
-                           "responses": {"200": _json({"type": "object"}), "404": problem}}},
+                           "responses": {"200": _json({"type": "object"}), **errors}}},
             "/api/v1/stage/{id}/cancel": {"parameters": rid, "post": {
                 "summary": "Cancel files of a stage request", "requestBody": paths_body,
-                "responses": {"200": _json({"type": "object"}), "400": problem}}},
+                "responses": {"200": _json({"type": "object"}), **errors}}},
             "/api/v1/release/{id}": {"parameters": rid, "post": {
                 "summary": "Release the disk pins of a request (unknown ids release by path)",
-                "requestBody": paths_body, "responses": {"200": _json({"type": "object"})}}},
+                "requestBody": paths_body,
+                "responses": {"200": _json({"type": "object"}), "400": problem, **auth_errors}}},
             "/api/v1/archiveinfo": {"post": {
                 "summary": "Locality of files", "requestBody": paths_body,
-                "responses": {"200": _json({"type": "array", "items": _ref("Locality")})}}},
+                "security": read_security,
+                "responses": {"200": _json({"type": "array", "items": _ref("Locality")}),
+                              "400": problem, **auth_errors}}},
             "/api/catalog/search": {"get": {
                 "summary": "Search the catalog (paged, path order)", "parameters": search_params,
-                "responses": {"200": _json(_ref("SearchPage")), "400": problem}}},
+                "security": read_security,
+                "responses": {"200": _json(_ref("SearchPage")), "400": problem, **auth_errors}}},
             "/api/catalog/files/{path}": {"get": {
                 "summary": "Catalog entry of one file (checksums, copies, metadata)",
                 "parameters": [{"name": "path", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
-                "responses": {"200": _json({"type": "object"}), "404": problem}}},
+                                "schema": path_schema}],
+                "security": read_security,
+                "responses": {"200": _json({"type": "object"}), **errors}}},
+            "/openapi.json": {"get": {"summary": "This document", "security": [],
+                                      "responses": {"200": _json({"type": "object"})}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],
                                  "responses": {"200": {"description": "text/plain"}}}},
         },
     }
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    rx = "".join(("(.+)" if p == "{path}" else "([^/]+)") if p.startswith("{") else re.escape(p)
+                 for p in parts)
+    return re.compile(f"^{rx}/?$")
+
+
+_ROUTES: list[tuple[re.Pattern[str], tuple[str, ...]]] = []
+
+
+def allowed_methods(path: str) -> tuple[str, ...] | None:
+    """The methods the document declares for the JSON API path ``path`` (with HEAD for GET and
+    OPTIONS), or None when ``path`` is not part of the JSON API (it is WebDAV then). One truth:
+    the server answers 405 with exactly this ``Allow`` for any other method."""
+    if not _ROUTES:
+        for template, item in document("").get("paths", {}).items():
+            methods = [m.upper() for m in item if m in ("get", "put", "post", "delete", "patch")]
+            if "GET" in methods:
+                methods.append("HEAD")
+            _ROUTES.append((_template_regex(template), (*methods, "OPTIONS")))
+    if not (path.startswith(("/api", "/.well-known/", "/metrics", "/openapi.json"))):
+        return None
+    for rx, methods in _ROUTES:
+        if rx.match(path):
+            return methods
+    return None

@@ -21,12 +21,13 @@ import os
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from appliance.hashing import BLOCK
-from archive import taperest, webdav
+from archive import accesslog, taperest, webdav
 from archive.auth import Authenticator, Identity
 from archive.catalog import SearchQuery
 from archive.config import ArchiveConfig
@@ -108,6 +109,45 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing ------------------------------------------------------------------------------
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s %s", self.address_string(), format % args)
+
+    # access log (archive.accesslog): status, body bytes and identity of every answer
+    def handle_one_request(self) -> None:
+        self._status = None
+        try:
+            super().handle_one_request()
+            if self._status is not None:
+                self._discard_unread_body()
+        finally:
+            accesslog.record(self)
+
+    def _discard_unread_body(self) -> None:
+        """A request answered without reading its body (a 404 or 405 on a JSON path): the body
+        must not be parsed as the next request of the connection (it was: schemathesis saw
+        '{"files": []}TRACE ...' answered 400). A small one is read, else the connection closes."""
+        if self.close_connection or getattr(self, "_body_read", True) or \
+                self._api_allow() is None:  # WebDAV handlers account for their bodies
+            return
+        self._body_read = True
+        length = self.headers.get("Content-Length") if self.headers else None
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            self.close_connection = True
+        elif length is not None and length.strip() not in ("", "0"):
+            expect = (self.headers.get("Expect") or "").lower() == "100-continue"
+            if expect or not length.strip().isdigit() or int(length) > (1 << 20):
+                self.close_connection = True
+            else:
+                try:
+                    self.rfile.read(int(length))
+                except OSError:
+                    self.close_connection = True
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        self._status = int(code) if str(code).isdigit() else 0
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword.lower() == "content-length":
+            self._resp_bytes = int(value) if str(value).isdigit() else 0
+        super().send_header(keyword, value)
 
     @property
     def archive(self) -> Archive:
@@ -249,6 +289,7 @@ class Handler(BaseHTTPRequestHandler):
         # one handler object serves every request of a keep-alive connection: reset state
         self._body_read = False
         self.__dict__.pop("_ident", None)
+        self._t0, self._resp_bytes = time.monotonic(), 0
         return super().parse_request()
 
     def handle_expect_100(self) -> bool:
@@ -266,6 +307,9 @@ class Handler(BaseHTTPRequestHandler):
     # -- routing -------------------------------------------------------------------------------
     def _route(self, method: str) -> None:
         raw, query = self.split()
+        allow = self._api_allow()
+        if allow is not None and method not in allow:
+            return self._api_method_not_allowed(allow)
         if raw.rstrip("/") == "/.well-known/wlcg-tape-rest-api":
             if method not in ("GET", "HEAD"):
                 raise BadRequest("discovery is GET only")
@@ -325,13 +369,32 @@ class Handler(BaseHTTPRequestHandler):
         self.dispatch(self._route, "POST")
 
     def do_OPTIONS(self) -> None:
+        if self._api_allow() is not None:
+            return self.send(200, headers={"Allow": ", ".join(self._api_allow() or ())})
         self.send(200, headers={"DAV": "1", "Allow": ALLOW})
+
+    def _api_allow(self) -> tuple[str, ...] | None:
+        """The methods of the JSON API resource addressed (None: a WebDAV path)."""
+        from archive.openapi import allowed_methods
+
+        return allowed_methods(urlsplit(self.path).path)
+
+    def _api_method_not_allowed(self, allow: tuple[str, ...]) -> None:
+        """A method the OpenAPI document does not declare for this resource: 405 and ``Allow``
+        from the document (schemathesis checks both)."""
+        body = json.dumps({"status": 405, "title": "Method Not Allowed",
+                           "detail": f"{self.command} is not supported on this resource"}).encode()
+        self.send(405, body, "application/problem+json", {"Allow": ", ".join(allow)})
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """A method this server has no handler for is a 405 with ``Allow`` (RFC 9110 15.5.6),
         not the stdlib's 501; its body, if any, is not read, so the connection closes."""
         if code == 501 and self.command and not hasattr(self, f"do_{self.command}"):
             self.close_connection = True
+            allow = self._api_allow()
+            if allow is not None:  # its body is drained after the answer (a close with
+                self.close_connection = False  # unread data resets TLS before it is read)
+                return self._api_method_not_allowed(allow)
             body = json.dumps({"status": 405, "title": "Method Not Allowed",
                                "detail": f"{self.command} is not supported here"}).encode()
             self.send(405, body, "application/problem+json", {"Allow": ALLOW})
@@ -574,7 +637,6 @@ class Handler(BaseHTTPRequestHandler):
     def _catalog_api(self, method: str, rest: str, query: dict[str, list[str]]) -> None:
         if method not in ("GET", "HEAD"):
             return self.problem(405, "the catalog API is read-only (GET)")
-        q1 = {k: v[-1] for k, v in query.items()}
         a = self.archive
         if rest.startswith("files/") or rest == "files":
             path = normalize("/" + rest[len("files"):].lstrip("/"))
@@ -587,7 +649,10 @@ class Handler(BaseHTTPRequestHandler):
                                         "metadata": prod.to_json() if prod else {}})
         if rest != "search":
             return self.problem(404, f"no catalog endpoint /api/catalog/{rest}")
-        sq = search_query(q1)
+        from urllib.parse import parse_qsl
+
+        # blank values count: 'start=' is not a date (400), 'prefix=' is the root
+        sq = search_query(dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
         self.require("read", sq.path_prefix)
         rows = a.catalog.search(sq)
         items = [{**f.to_json(), "metadata": p.to_json() if p else {}} for f, p in rows]
@@ -610,29 +675,48 @@ def search_query(q: dict[str, str]) -> SearchQuery:
     def when(name: str) -> float | None:
         if name not in q:
             return None
+        import datetime as dt
+
+        try:  # ISO 8601 date or date-time (naive = UTC), else any time astropy reads
+            t = dt.datetime.fromisoformat(q[name])
+            return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+        except ValueError:
+            pass
         try:
             return float(Time(q[name]).unix)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             raise BadRequest(f"parameter {name}: not an ISO time: {q[name]!r}") from err
 
     unknown = set(q) - {"prefix", "project", "observation", "instrument", "telescope", "object",
-                        "product_type", "start", "end", "ra", "dec", "radius", "limit", "after"}
+                        "product_type", "start", "end", "ra", "dec", "radius", "limit", "after",
+                        "cone"}
     if unknown:
         raise BadRequest(f"unknown search parameter(s): {sorted(unknown)}")
     cone = [num("ra"), num("dec"), num("radius")]
+    if "cone" in q:  # cone=RA,DEC,RADIUS: one parameter, so the OpenAPI schema can say it
+        parts = q["cone"].split(",")
+        try:
+            cone = [float(x) for x in parts] if len(parts) == 3 else []
+        except ValueError:
+            cone = []
+        if not cone:
+            raise BadRequest(f"parameter cone: expected RA,DEC,RADIUS in degrees: {q['cone']!r}")
     if any(c is not None for c in cone) and not all(c is not None for c in cone):
         raise BadRequest("a cone search needs ra, dec and radius (degrees)")
     try:
-        prefix = normalize(q.get("prefix", "/"), decoded=True)
+        prefix = normalize(q.get("prefix") or "/", decoded=True)
     except BadPath as err:
         raise BadRequest(str(err)) from err
-    limit = int(num("limit") or 100)
+    raw_limit = q.get("limit", "100").strip()
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 10_000:
+        raise BadRequest(f"parameter limit: an integer from 1 to 10000, not {raw_limit[:20]!r}")
+    limit = int(raw_limit)
     return SearchQuery(path_prefix=prefix, project=q.get("project"),
                        observation=q.get("observation"), instrument=q.get("instrument"),
                        telescope=q.get("telescope"), object=q.get("object"),
                        product_type=q.get("product_type"), time_min=when("start"),
                        time_max=when("end"), ra=cone[0], dec=cone[1], radius=cone[2],
-                       limit=max(1, min(limit, 10_000)), after=q.get("after", ""))
+                       limit=limit, after=q.get("after", ""))
 
 
 class FramingError(BadRequest):

@@ -10,12 +10,14 @@ array and never fails as a whole for one bad path, release accepts unknown reque
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from archive.auth import Identity
 from archive.catalog import StageRequest
 from archive.engine import Archive
 from archive.errors import ArchiveError, BadPath, BadRequest, Forbidden, NotFound, Unauthorized
+from archive.openapi import LIFETIME_PATTERN
 from archive.paths import normalize
 
 
@@ -67,9 +69,13 @@ def stage(a: Archive, ident: Identity, body: Any) -> tuple[int, dict[str, Any]]:
     for f in body["files"]:
         if not isinstance(f, dict) or not isinstance(f.get("path"), str):
             raise BadRequest("every file item needs a 'path' string")
+        if not isinstance(f.get("targetedMetadata", {}), dict):
+            raise BadRequest("targetedMetadata must be a JSON object")
         lifetime = f.get("diskLifetime")
-        if lifetime is not None and not isinstance(lifetime, str):
-            raise BadRequest("diskLifetime must be an ISO 8601 duration string")
+        if "diskLifetime" in f and (not isinstance(lifetime, str)
+                                     or not re.match(LIFETIME_PATTERN, lifetime)):
+            raise BadRequest(f"diskLifetime must be an ISO 8601 duration such as PT1H, P2D or "
+                             f"P1DT12H, not {str(lifetime)[:40]!r}")
         items.append((f["path"], lifetime))  # targetedMetadata is accepted and ignored
     _require(ident, "stage", [p for p, _ in items])
     rid = a.stage(items, ident.name)
