@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="container cluster state (default build/cluster/NAME)")
         q.add_argument("--name", default=DEFAULT_NAME, help=f"container cluster name (default {DEFAULT_NAME})")
         q.add_argument("--json", action="store_true", help="machine-readable output")
+        q.add_argument("--vault-password-file", type=Path, metavar="FILE",
+                       help="decrypts ansible-vault files (group_vars/all/vault.yml); "
+                            "default: $ANSIBLE_VAULT_PASSWORD_FILE if set")
 
     def provisioning(q: argparse.ArgumentParser) -> None:
         q.add_argument("--limit", help="hosts or groups (Ansible pattern)")
@@ -74,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     provisioning(q)
     q.set_defaults(func=cmd_provision)
 
-    q = cs.add_parser("status", help="is every node reachable; uptime, load, free disk")
+    q = cs.add_parser("status", help="every node's real host name, uptime, load, disk, and its "
+                      "services' health (archive URL, GridFTP banner, MariaDB, Qserv czar ports)")
     common(q)
     q.add_argument("--limit", help="hosts or groups, comma-separated")
     q.set_defaults(func=cmd_status)
@@ -87,7 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("cmd", nargs=argparse.REMAINDER, help="command (after --)")
     q.set_defaults(func=cmd_exec)
 
-    q = cs.add_parser("logs", help="recent logs of nodes (container output, /var/log, journal)")
+    q = cs.add_parser("logs", help="recent logs of nodes: their service containers' output "
+                      "(archive, Qserv), /var/log, journal")
     common(q)
     q.add_argument("--limit", help="hosts or groups, comma-separated")
     q.add_argument("--tail", type=int, default=50, help="lines per log (default 50)")
@@ -119,6 +124,15 @@ def _inventories(args: argparse.Namespace) -> tuple[list[str], Path]:
                          "pass --inventory PATH or run `appliance cluster up` first")
 
 
+def _vault_file(args: argparse.Namespace) -> Path | None:
+    from appliance.cluster.errors import InventoryError
+
+    path = getattr(args, "vault_password_file", None)
+    if path is not None and not Path(path).is_file():
+        raise InventoryError(f"--vault-password-file {path}: no such file")
+    return path
+
+
 def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
     print(json.dumps(obj, indent=2) if args.json else text)
 
@@ -134,7 +148,8 @@ def _provision(args: argparse.Namespace, inventories: list[str], state_dir: Path
             raise InventoryError(f"--extra-vars {item!r}: expected KEY=VALUE")
         extravars[key] = value
     result = run_site(inventories, state_dir, limit=args.limit, tags=args.tags, skip_tags=args.skip_tags,
-                      check=args.check, extravars=extravars, progress=not (args.no_progress or args.json))
+                      check=args.check, extravars=extravars, progress=not (args.no_progress or args.json),
+                      vault_password_file=_vault_file(args))
     _emit(args, result.to_json(), result.report())
     return 0 if result.ok else Exit.REMOTE
 
@@ -168,13 +183,14 @@ def _nodes(args: argparse.Namespace):
     from appliance.cluster.inventory import load_inventory
 
     inventories, _ = _inventories(args)
-    return load_inventory(inventories).select(args.limit)
+    return load_inventory(inventories, _vault_file(args)).select(args.limit)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from appliance.cluster.nodes import STATUS_COMMAND, run_on
+    from appliance.cluster.health import status_command
+    from appliance.cluster.nodes import run_on
 
-    outcome = run_on(_nodes(args), STATUS_COMMAND, timeout=30)
+    outcome = run_on(_nodes(args), status_command, timeout=60)
     _emit(args, outcome.to_json(), outcome.report())
     return 0 if outcome.ok else Exit.REMOTE
 
@@ -192,13 +208,29 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from appliance.cluster.nodes import run_on
+    """Files under /var/log, the journal, and the output of the service containers each node's
+    roles started (a container node's run on this machine's engine, an SSH node's on its own)."""
+    from dataclasses import replace
+
+    from appliance.cluster.health import service_container_logs, ssh_logs_command
+    from appliance.cluster.nodes import GroupOutcome, run_on
 
     n = int(args.tail)
-    cmd = (f"for f in /var/log/*.log /var/log/mysql/*.log; do [ -s \"$f\" ] && "
-           f"{{ echo \"--- $f\"; tail -n {n} \"$f\"; }}; done; "
-           f"command -v journalctl >/dev/null && journalctl -n {n} --no-pager -q 2>/dev/null; true")
-    outcome = run_on(_nodes(args), cmd, timeout=60)
+    files = (f"for f in /var/log/*.log /var/log/mysql/*.log; do [ -s \"$f\" ] && "
+             f"{{ echo \"--- $f\"; tail -n {n} \"$f\"; }}; done; "
+             f"command -v journalctl >/dev/null && journalctl -n {n} --no-pager -q 2>/dev/null; ")
+    nodes = _nodes(args)
+    outcome = run_on(nodes, lambda node: files + ("true" if node.is_container else ssh_logs_command(n) + "; true"),
+                     timeout=60)
+    by_name = {node.name: node for node in nodes}
+    results = []
+    for r in outcome.results:
+        node = by_name.get(r.node)
+        if node is not None and node.is_container and r.exit_code != -1:
+            extra = service_container_logs(node, n)
+            r = replace(r, stdout=r.stdout + (extra + "\n" if extra else ""))
+        results.append(r)
+    outcome = GroupOutcome(tuple(results))
     _emit(args, outcome.to_json(), outcome.report())
     return 0 if outcome.ok else Exit.REMOTE
 

@@ -34,6 +34,7 @@ class Node:
     user: str = ""
     port: int | None = None
     key_file: str = ""
+    vars: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # probe variables
 
     @property
     def is_container(self) -> bool:
@@ -81,6 +82,12 @@ def _port(value: Any, host: str) -> int | None:
         raise InventoryError(f"host {host}: ansible_port {value!r} is not a number") from err
 
 
+# Host variables the status probes read (appliance.cluster.health); kept on each Node.
+PROBE_VARS = ("archive_port", "archive_bind_address", "archive_health_path", "archive_tls_cert_src",
+              "gridftp_port", "gridftp_control_interface", "mariadb_port", "mariadb_bind_address",
+              "qserv_port_proxy", "qserv_port_czar_http", "qserv_port_repl_controller")
+
+
 def parse_inventory_json(data: dict[str, Any], sources: Sequence[str] = ()) -> Inventory:
     """Turn ``ansible-inventory --list`` output into an :class:`Inventory` (children resolved)."""
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
@@ -114,6 +121,7 @@ def parse_inventory_json(data: dict[str, Any], sources: Sequence[str] = ()) -> I
             user=str(hv.get("ansible_user", "")),
             port=_port(hv.get("ansible_port"), host),
             key_file=str(hv.get("ansible_ssh_private_key_file", "")),
+            vars={k: hv[k] for k in PROBE_VARS if k in hv},
         )
     return Inventory(tuple(sources), nodes, groups)
 
@@ -128,8 +136,13 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def load_inventory(sources: Sequence[str | os.PathLike[str]]) -> Inventory:
-    """Ask ``ansible-inventory`` for the merged view of ``sources``."""
+def load_inventory(sources: Sequence[str | os.PathLike[str]],
+                   vault_password_file: str | os.PathLike[str] | None = None) -> Inventory:
+    """Ask ``ansible-inventory`` for the merged view of ``sources``.
+
+    An inventory whose group_vars hold an ansible-vault file cannot be listed without the vault
+    password: ``vault_password_file`` (or ``ANSIBLE_VAULT_PASSWORD_FILE`` in the environment).
+    """
     paths = [str(Path(s)) for s in sources]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
@@ -137,6 +150,10 @@ def load_inventory(sources: Sequence[str | os.PathLike[str]]) -> Inventory:
     cmd = [str(Path(sys.executable).parent / "ansible-inventory"), "--list"]
     for p in paths:
         cmd += ["-i", p]
+    if vault_password_file:
+        if not Path(vault_password_file).is_file():
+            raise InventoryError(f"--vault-password-file {vault_password_file}: no such file")
+        cmd += ["--vault-password-file", str(vault_password_file)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), timeout=120)
     if proc.returncode != 0:
         raise InventoryError(f"{', '.join(paths)}: ansible-inventory failed: {proc.stderr.strip()[-800:]}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -112,16 +112,26 @@ def _ssh_group(nodes: Sequence[Node], command: str, timeout: float) -> list[Comm
     return results
 
 
-def run_on(nodes: Sequence[Node], command: str | Sequence[str], timeout: float = 120.0) -> GroupOutcome:
-    """Run ``command`` (a shell string, or argv quoted for the shell) on every node concurrently."""
-    cmd = command if isinstance(command, str) else shlex.join(command)
+def run_on(nodes: Sequence[Node], command: str | Sequence[str] | Callable[[Node], str],
+           timeout: float = 120.0) -> GroupOutcome:
+    """Run ``command`` on every node concurrently: a shell string, argv quoted for the shell, or a
+    function giving each node its own shell string (the status probe differs per group)."""
+    def cmd_for(node: Node) -> str:
+        if callable(command):
+            return command(node)
+        return command if isinstance(command, str) else shlex.join(command)
+
     ssh = [n for n in nodes if n.connection in ("ssh", "paramiko", "smart")]
     other = [n for n in nodes if n not in ssh]
+    by_cmd: dict[str, list[Node]] = {}
+    for n in ssh:  # one Fabric group per distinct command
+        by_cmd.setdefault(cmd_for(n), []).append(n)
     results: list[CommandResult] = []
     with ThreadPoolExecutor(max_workers=max(1, len(other))) as pool:
-        futures = [pool.submit(_docker_exec if n.is_container else _local, n, cmd, timeout) for n in other]
-        if ssh:
-            results += _ssh_group(ssh, cmd, timeout)
+        futures = [pool.submit(_docker_exec if n.is_container else _local, n, cmd_for(n), timeout)
+                   for n in other]
+        for cmd, group in by_cmd.items():
+            results += _ssh_group(group, cmd, timeout)
         results += [f.result() for f in futures]
     order = {n.name: i for i, n in enumerate(nodes)}
     return GroupOutcome(tuple(sorted(results, key=lambda r: order.get(r.node, 0))))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from appliance.cluster.inventory import PLAYBOOKS, ansible_env
 
 SITE = PLAYBOOKS / "site.yml"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -41,11 +44,22 @@ class EventTally:
     failures: list[str] = field(default_factory=list)
     tasks_started: int = 0
     last_task: str = ""
+    stats_seen: bool = False  # playbook_on_stats arrived: ``changed`` is Ansible's own count
 
     def add(self, event: dict[str, Any]) -> bool:
-        """Fold one event in; True when it finished a task on a host (the bar advances)."""
+        """Fold one event in; True when it finished a task on a host (the bar advances).
+
+        A task with ``no_log`` reaches us censored: its ``res`` is only ``{"censored": ...}``,
+        without ``changed`` (measured with ansible-runner 2.4 / ansible-core 2.17). Such a result
+        counts as changed when the event's display line says so (``changed: [host]``), and the
+        final ``playbook_on_stats`` event, which carries Ansible's per-host totals whatever
+        ``no_log`` hid, replaces the running count: the idempotence proof sees every task.
+        """
         kind = event.get("event", "")
         data = event.get("event_data") or {}
+        if kind == "playbook_on_stats":
+            self._reconcile(data)
+            return False
         if kind == "playbook_on_task_start":
             self.tasks_started += 1
             self.last_task = str(data.get("task", ""))
@@ -57,7 +71,7 @@ class EventTally:
         result = data.get("res") or {}
         if kind == "runner_on_ok":
             t.ok += 1
-            t.changed += bool(result.get("changed"))
+            t.changed += _changed(result, event)
         elif kind == "runner_on_skipped":
             t.skipped += 1
         elif kind == "runner_on_unreachable":
@@ -74,12 +88,28 @@ class EventTally:
             return False
         return True
 
+    def _reconcile(self, stats: dict[str, Any]) -> None:
+        if not isinstance(stats.get("changed"), dict):
+            return  # not Ansible's stats shape: keep the running count
+        self.stats_seen = True
+        changed = stats["changed"]
+        for host in set(changed) | set(stats.get("ok") or {}) | set(self.hosts):
+            self.hosts.setdefault(host, HostTally()).changed = int(changed.get(host, 0))
+
     def totals(self) -> HostTally:
         total = HostTally()
         for t in self.hosts.values():
             for k, v in t.to_json().items():
                 setattr(total, k, getattr(total, k) + v)
         return total
+
+
+def _changed(result: dict[str, Any], event: dict[str, Any]) -> bool:
+    if "changed" in result:
+        return bool(result["changed"])
+    if "censored" in result:  # no_log: only the display line tells
+        return _ANSI.sub("", str(event.get("stdout", ""))).lstrip().startswith("changed:")
+    return False
 
 
 @dataclass
@@ -127,8 +157,13 @@ def run_site(inventories: Sequence[str | Path], state_dir: Path, *, limit: str |
              tags: str | None = None, skip_tags: str | None = None, check: bool = False,
              extravars: dict[str, Any] | None = None, progress: bool = True,
              playbook: Path = SITE, on_event: Callable[[dict[str, Any]], None] | None = None,
-             timeout: int | None = None) -> ProvisionResult:
-    """Run the playbook; artifacts go to ``state_dir/runs/<timestamp>`` and are kept."""
+             timeout: int | None = None, vault_password_file: Path | None = None) -> ProvisionResult:
+    """Run the playbook; artifacts go to ``state_dir/runs/<timestamp>`` and are kept.
+
+    ``vault_password_file`` decrypts ansible-vault files (``group_vars/all/vault.yml``); without
+    it Ansible still honours ``ANSIBLE_VAULT_PASSWORD_FILE`` from the environment. The password
+    itself never enters the artifacts (only the file's path is on the command line).
+    """
     import ansible_runner
     from tqdm import tqdm
 
@@ -151,6 +186,8 @@ def run_site(inventories: Sequence[str | Path], state_dir: Path, *, limit: str |
         return True  # keep the event in the artifacts (False would drop it)
 
     cmdline = ["--check", "--diff"] if check else []
+    if vault_password_file:
+        cmdline += ["--vault-password-file", shlex.quote(str(Path(vault_password_file).resolve()))]
     started = dt.datetime.now(dt.UTC)
     try:
         runner = ansible_runner.run(

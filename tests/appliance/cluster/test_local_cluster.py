@@ -142,7 +142,14 @@ def test_second_provision_changes_nothing(cluster, capsys):
 def test_status_and_logs(cluster, capsys):
     rc, out = _json_cli(capsys, "cluster", "status", "--name", cluster["name"], "--state-dir",
                         str(cluster["state_dir"]), "--json")
-    assert rc == 0 and {n["node"] for n in out["nodes"]} == set(ROLES_PROVEN)
+    assert rc == 0 and {n["node"] for n in out["nodes"]} == set(ROLES_PROVEN), json.dumps(out)[-2000:]
+    by_node = {n["node"]: n["stdout"] for n in out["nodes"]}
+    assert "service archive: ok (https://127.0.0.1:" in by_node["lc-archive"]
+    assert "service gridftp: ok (220 " in by_node["lc-archive"]
+    assert "service mariadb: ok (server " in by_node["lc-db"]
+    assert all("hostname: " in text for text in by_node.values())
     rc, out = _json_cli(capsys, "cluster", "logs", "--name", cluster["name"], "--state-dir",
                         str(cluster["state_dir"]), "--limit", "gridftp", "--json")
     assert rc == 0 and "gridftp.log" in out["nodes"][0]["stdout"]
+    # the archive container the role started on this engine: its own output
+    assert f"--- container {cluster['name']}-archive (role archive" in out["nodes"][0]["stdout"]
