@@ -30,7 +30,9 @@ typical session:
   archive stage /lofar/L123/a.fits --lifetime PT2H ; archive status REQUEST_ID
   archive release REQUEST_ID
   archive catalog backup catalog-backup.db ; archive catalog rebuild --into rebuilt.db
-  archive tapes ; archive drives
+  archive tapes ; archive drives --url https://127.0.0.1:8443
+  archive migrate ; archive evict /lofar/L123/a.fits        (operator, over the admin API)
+  TOKEN=$(archive token issue --scope 'storage.read:/ storage.create:/scratch' --lifetime 1h)
 configuration: docs/ARCHIVE.md lists every key; a minimal file is just `root: /srv/lta`.
 """
 
@@ -278,13 +280,15 @@ def cmd_tapes(args: argparse.Namespace) -> int:
 
 def cmd_drives(args: argparse.Namespace) -> int:
     if args.url:
-        import requests
+        state = _Remote(args).call("GET", "/api/admin/drives")
+        rows = state["drives"]
+        def line(r: dict[str, Any]) -> str:
+            op = f"{r['operation']} {r['seconds_left']:.0f} s left" if r["operation"] else ""
+            return (f"{r['drive']}: {r['state']:<6} mounted {r['mounted'] or '-':<10} {op:<22} "
+                    f"queued reads {r['queued_reads']}, mounts {r['mounts']}")
 
-        r = requests.get(args.url.rstrip("/") + "/metrics", timeout=30,
-                         verify=os.environ.get("X509_CERT_DIR") or True)
-        r.raise_for_status()
-        rows = [line for line in r.text.splitlines() if line.startswith("lta_drive_")]
-        _print(args, rows, "\n".join(rows))
+        text = "\n".join(line(r) for r in rows)
+        _print(args, state, text)
         return 0
     cfg = _config(args)
     rows = [{"drive": f"drive{i}", "mount_seconds": cfg.tape.mount_seconds,
@@ -292,7 +296,201 @@ def cmd_drives(args: argparse.Namespace) -> int:
             for i in range(cfg.tape.drives)]
     _print(args, rows, "\n".join(f"{r['drive']}: mount {r['mount_seconds']:g} s, "
                                  f"{r['rate_bytes_per_second'] / 1e6:g} MB/s" for r in rows)
-           + "\n(live drive states: archive drives --url https://HOST:PORT)")
+           + "\n(configured drives; live state: archive drives --url https://HOST:PORT)")
+    return 0
+
+
+# -- tokens and operator actions ------------------------------------------------------------------
+def parse_lifetime(text: str) -> float:
+    """``1h``, ``30m``, ``2d``, ``90s``, ``3600`` or ISO 8601 (``PT1H``) -> seconds."""
+    from archive.cache import parse_duration
+
+    t = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    try:
+        if t and t[-1] in units and t[:-1].replace(".", "", 1).isdigit():
+            value = float(t[:-1]) * units[t[-1]]
+        elif t.replace(".", "", 1).isdigit():
+            value = float(t)
+        else:
+            value = parse_duration(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        from archive.errors import ConfigError
+
+        raise ConfigError(f"--lifetime {text!r}: expected e.g. 1h, 30m, 2d, 3600 or PT1H")
+    return value
+
+
+def _signing_key(cfg: ArchiveConfig, issuer: str | None) -> tuple[Any, str]:
+    """(token key config, signing key) of ``issuer`` (default: the first key that can sign)."""
+    from archive.errors import ConfigError
+
+    keys = [k for k in cfg.auth.token_keys if issuer is None or k.issuer == issuer]
+    for k in keys:
+        if k.algorithm.upper().startswith("HS") and k.secret:
+            return k, k.secret
+        if k.private_key_file:
+            try:
+                return k, Path(k.private_key_file).read_text()
+            except OSError as err:
+                raise ConfigError(f"auth.token_keys: {k.private_key_file}: {err}") from err
+    which = f"issuer {issuer!r}" if issuer else "any issuer"
+    raise ConfigError(f"auth.token_keys: no signing key for {which}: give the key an HS256 "
+                      "'secret' or a 'private_key_file' (PEM) next to its public_key_file")
+
+
+def issue_token(cfg: ArchiveConfig, scope: str, lifetime: float, subject: str,
+                issuer: str | None = None, audience: str | None = None) -> tuple[str, dict]:
+    """Mint a WLCG-profile token with the server's key and verify it as the server would."""
+    import uuid
+
+    import jwt
+
+    from archive.auth import Authenticator, Scope
+    from archive.errors import ConfigError
+
+    bad = [s for s in scope.split() if Scope.parse(s) is None]
+    if bad or not scope.split():
+        raise ConfigError(f"--scope {scope!r}: expected storage.{{read,create,modify,stage}}:/PATH "
+                          f"items separated by spaces (bad: {bad[:3]})")
+    k, key = _signing_key(cfg, issuer)
+    now = int(time.time())
+    claims = {"iss": k.issuer, "sub": subject, "scope": scope, "iat": now, "nbf": now - 5,
+              "exp": now + int(lifetime), "jti": str(uuid.uuid4()), "wlcg.ver": "1.0"}
+    aud = audience or (cfg.auth.token_audience[0] if cfg.auth.token_audience else None)
+    if aud:
+        claims["aud"] = aud
+    if not k.issuer:
+        claims.pop("iss")
+    try:
+        token = jwt.encode(claims, key, algorithm=k.algorithm)
+    except (ValueError, TypeError, jwt.PyJWTError) as err:
+        raise ConfigError(f"auth.token_keys: cannot sign with {k.algorithm}: {err}") from err
+    Authenticator(cfg.auth).from_token(token)  # refuses a key pair that does not match
+    return token, claims
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    token, claims = issue_token(cfg, args.scope, parse_lifetime(args.lifetime),
+                                args.subject or os.environ.get("USER", "operator"),
+                                args.issuer, args.audience)
+    _print(args, {"token": token, "claims": claims}, token)
+    return 0
+
+
+class _Remote:
+    """The running server's admin API: --url (default the configured address), a token from
+    --token, $BEARER_TOKEN, or minted for 5 minutes with the server's key from the config."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.cfg = _config(args) if (args.config or os.environ.get("ARCHIVE_CONFIG")
+                                     or not (args.url and self._given_token())) else None
+        s = self.cfg.server if self.cfg else None
+        if args.url:
+            self.url = args.url.rstrip("/")
+        else:
+            assert s is not None
+            host = "127.0.0.1" if s.host in ("", "0.0.0.0", "::") else s.host
+            self.url = f"{'https' if s.tls_cert else 'http'}://{host}:{s.port}"
+        self.token = self._given_token()
+        if not self.token:
+            if self.cfg is None:
+                raise ApplianceError("no token: pass --token, set $BEARER_TOKEN, or --config")
+            self.token, _ = issue_token(self.cfg, "storage.modify:/ storage.read:/", 300,
+                                        os.environ.get("USER", "operator"))
+
+    def _given_token(self) -> str | None:
+        return getattr(self.args, "token", None) or os.environ.get("BEARER_TOKEN") or None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        import requests
+
+        from archive.errors import Forbidden, NotFound, Unauthorized
+
+        verify: Any = getattr(self.args, "ca", None) or os.environ.get("X509_CERT_DIR") or True
+        try:
+            r = requests.request(method, self.url + path, json=body, timeout=60, verify=verify,
+                                 headers={"Authorization": f"Bearer {self.token}"})
+        except requests.RequestException as err:
+            raise _RemoteError(f"{self.url}: {type(err).__name__}: {err} (is `archive serve` "
+                               "running? --url, --ca)") from err
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail", r.text)
+            except ValueError:
+                detail = r.text[:200]
+            err_type = {401: Unauthorized, 403: Forbidden}.get(r.status_code)
+            if err_type:
+                raise err_type(f"{self.url}{path}: {detail}")
+            if r.status_code == 404:
+                raise NotFound(path, detail)
+            raise _RemoteError(f"{self.url}{path}: HTTP {r.status_code}: {detail}")
+        return r.json()
+
+
+class _RemoteError(ApplianceError):
+    exit_code = Exit.REMOTE
+
+
+def _offline(args: argparse.Namespace):
+    """The archive itself (the server must be stopped: it holds the directory lock)."""
+    return _archive(args, exclusive=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from archive import admin
+
+    wanted = args.paths
+    if args.offline:
+        a = _offline(args)
+        try:
+            a.start()
+            res = admin.migrate(a, wanted)
+            deadline = time.monotonic() + args.wait
+            while time.monotonic() < deadline and a._migration_pending():
+                time.sleep(0.2)
+            res = admin.migrate(a, wanted)
+            res["waiting"] = len(a._migration_candidates())
+        finally:
+            a.close()
+    else:
+        remote = _Remote(args)
+        res = remote.call("POST", "/api/admin/migrate", {"paths": wanted})
+        deadline = time.monotonic() + args.wait
+        while args.wait and res["waiting"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            res = remote.call("POST", "/api/admin/migrate", {"paths": wanted})
+    lines = [f"{res['waiting']} files wait for tape" + (" (writing now)" if res["waiting"] else "")]
+    lines += [f"  {f.get('locality', 'ERROR'):<14} {f.get('tape_copies', '-')}/"
+              f"{f.get('wanted_copies', '-')} copies  {f['path']}" + (f"  ({f['error']})"
+                                                                      if "error" in f else "")
+              for f in res["files"]]
+    _print(args, res, "\n".join(lines))
+    if any("error" in f for f in res["files"]):
+        return Exit.NOT_FOUND
+    return Exit.REMOTE if args.wait and res["waiting"] else 0
+
+
+def cmd_evict(args: argparse.Namespace) -> int:
+    from archive import admin
+
+    if args.offline:
+        a = _offline(args)
+        try:
+            res = admin.evict(a, args.paths)
+        finally:
+            a.close()
+    else:
+        res = _Remote(args).call("POST", "/api/admin/evict", {"paths": args.paths})
+    _print(args, res, "\n".join(f"  {f['result']:<12} {f['path']}" + (f"  ({f['error']})" if
+                                                                        "error" in f else "")
+                                 for f in res["files"]) + f"\nevicted {res['evicted']} files")
+    if any(f["result"] == "error" for f in res["files"]):
+        return Exit.NOT_FOUND
     return 0
 
 
@@ -357,8 +555,68 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_catalog_rebuild)
     add("tapes", cmd_tapes, "cartridges: pool, records, bytes used")
     sp = add("drives", cmd_drives, "tape drives (configured, or live from a server with --url)")
-    sp.add_argument("--url", help="base URL of a running archive server")
+    sp.add_argument("--url", help="base URL of a running archive server (live state: mounted "
+                    "cartridge, operation, seconds left, queued reads)")
+    _remote_options(sp, url=False)
+
+    tok = sub.add_parser("token", help="bearer tokens: mint one with the server's key",
+                         parents=[common])
+    tsub = tok.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    sp = tsub.add_parser(
+        "issue", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="mint a WLCG-profile JWT signed with the key of auth.token_keys",
+        description="Mint a WLCG-profile bearer token (JWT) that this archive accepts, signed "
+                    "with the config's key: an HS256 'secret', or the 'private_key_file' (PEM) "
+                    "of an RS256/ES256 issuer. The token is verified as the server would before "
+                    "it is printed (alone on stdout; --json adds the claims).",
+        epilog="examples:\n"
+               "  archive token issue --scope 'storage.read:/ storage.create:/scratch' "
+               "--lifetime 1h\n"
+               "  TOKEN=$(archive token issue --scope storage.stage:/lofar --subject bob "
+               "--lifetime 2d)\n"
+               "  curl --cacert ca.pem -H \"Authorization: Bearer $TOKEN\" "
+               "https://lta.example:8443/lofar/a.fits")
+    sp.add_argument("--scope", required=True,
+                    help="space-separated storage.{read,create,modify,stage}:/PATH scopes "
+                         "(paths relative to auth.token_base_path)")
+    sp.add_argument("--lifetime", default="1h", help="1h, 30m, 2d, 3600 or PT1H (default 1h)")
+    sp.add_argument("--subject", help="the token's sub: the identity recorded as owner "
+                                      "(default $USER)")
+    sp.add_argument("--issuer", help="which auth.token_keys issuer signs (default: the first "
+                                     "with a signing key)")
+    sp.add_argument("--audience", help="aud claim (default the first auth.token_audience)")
+    sp.set_defaults(func=cmd_token_issue)
+
+    ops = ("Operator actions (needs storage.modify:/). By default they talk to the running "
+           "server's admin API at --url (default: the configured server address) with --token, "
+           "$BEARER_TOKEN, or a 5-minute token minted with the config's signing key; "
+           "--offline acts on the archive directory itself and needs the server stopped.")
+    sp = add("migrate", cmd_migrate, "write files waiting for tape now (not by age or batch)")
+    sp.description = ("Write every file that waits for tape now, whatever its age or the batch "
+                      "size, and show the tape copies of PATHs. " + ops)
+    sp.add_argument("paths", nargs="*", metavar="PATH", help="files whose state to show")
+    sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="poll until nothing waits (exit 9 if something still does)")
+    _remote_options(sp)
+    sp = add("evict", cmd_evict, "drop disk copies of files on tape: they become tape only")
+    sp.description = ("Drop the disk-cache copies of PATHs that are safely on tape (every "
+                      "configured copy) and not pinned by a stage request: they become tape "
+                      "only (NEARLINE) without filling the cache. " + ops)
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    _remote_options(sp)
     return teach_exit_codes(p)
+
+
+def _remote_options(sp: argparse.ArgumentParser, url: bool = True) -> None:
+    if url:
+        sp.add_argument("--url", help="base URL of the running server (default: the configured "
+                                      "server address)")
+        sp.add_argument("--offline", action="store_true",
+                        help="act on the archive directory (server stopped)")
+    sp.add_argument("--token", help="operator bearer token (default $BEARER_TOKEN, else one "
+                                    "minted with the config's signing key)")
+    sp.add_argument("--ca", help="CA bundle or directory that verifies the server (default "
+                                 "$X509_CERT_DIR, else the system store)")
 
 
 def main(argv: list[str] | None = None) -> int:

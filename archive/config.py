@@ -81,6 +81,7 @@ class TokenKey:
     algorithm: str = "RS256"  # RS256/ES256 with public_key_file, HS256 with secret
     public_key_file: str = ""
     secret: str = ""
+    private_key_file: str = ""  # PEM signing key: `archive token issue` mints with it
 
 
 @dataclass

@@ -141,6 +141,7 @@ class Archive:
         #: the recall scheduling policy (pure); benchmarks swap in ``scheduler.plan_fifo``
         self.recall_policy = plan_recalls
         self._candidates: list[tuple[FileEntry, list[int]]] | None = None
+        self._force_migration = False  # `archive migrate`: write what waits now, not by age
         self.exclusive = exclusive
         if exclusive:
             self.recover()
@@ -677,7 +678,10 @@ class Archive:
         cands = self._migration_candidates()
         logs = self.catalog.pending_log()
         if not cands and not logs:
+            self._force_migration = False
             return None
+        if self._force_migration:
+            return now
         m = self.cfg.migration
         if len(cands) >= m.batch_files or sum(f.size for f, _ in cands) >= m.batch_bytes:
             return now
@@ -794,6 +798,16 @@ class Archive:
             log.info("evicted %d files (%d -> %d bytes)", len(plan.evict), plan.used_before,
                      plan.used_after)
         return plan.evict
+
+    def migrate_now(self) -> int:
+        """Start writing every file that waits for tape now, whatever its age or the batch
+        size (admin: ``archive migrate``); returns how many files wait."""
+        with self.lock:
+            self._candidates = None
+            n = len(self._migration_candidates())
+            self._force_migration = True
+        self.wake()
+        return n
 
     def evict_path(self, path: str) -> bool:
         """Drop the disk copy of one file now, if it is safely on tape and not pinned (admin,

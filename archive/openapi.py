@@ -142,6 +142,29 @@ def document(base_url: str) -> dict[str, Any]:
                                 "schema": path_schema}],
                 "security": read_security,
                 "responses": {"200": _json({"type": "object"}), **errors}}},
+            "/api/admin/migrate": {"post": {
+                "summary": "Operator: write every file waiting for tape now (needs "
+                           "storage.modify:/); the state of the paths given",
+                "requestBody": paths_body,
+                "responses": {"200": _json({"type": "object", "required": ["waiting", "files"],
+                                            "properties": {"waiting": {"type": "integer"},
+                                                           "files": {"type": "array"}}}),
+                              "400": problem, **auth_errors}}},
+            "/api/admin/evict": {"post": {
+                "summary": "Operator: drop the disk copies of files safely on tape and not "
+                           "pinned (they become tape only)",
+                "requestBody": paths_body,
+                "responses": {"200": _json({"type": "object", "required": ["files", "evicted"],
+                                            "properties": {"evicted": {"type": "integer"},
+                                                           "files": {"type": "array"}}}),
+                              "400": problem, **auth_errors}}},
+            "/api/admin/drives": {"get": {
+                "summary": "Operator: live state of drives and cartridges",
+                "responses": {"200": _json({"type": "object", "required": ["drives", "tapes"],
+                                            "properties": {"time": {"type": "number"},
+                                                           "drives": {"type": "array"},
+                                                           "tapes": {"type": "array"}}}),
+                              **auth_errors}}},
             "/openapi.json": {"get": {"summary": "This document", "security": [],
                                       "responses": {"200": _json({"type": "object"})}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "security": [],

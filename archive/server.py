@@ -319,6 +319,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._tape_rest(method, raw[len("/api/v1"):].strip("/"))
         if raw.startswith("/api/catalog"):
             return self._catalog_api(method, raw[len("/api/catalog"):].strip("/"), query)
+        if raw.startswith("/api/admin/"):
+            return self._admin_api(method, raw[len("/api/admin/"):].strip("/"))
         if raw.rstrip("/") == "/metrics" and method in ("GET", "HEAD"):
             from archive.metrics import render
 
@@ -632,6 +634,19 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and parts == ["archiveinfo"]:
             return self.send_json(*taperest.archiveinfo(a, ident, body))
         self.problem(404, f"no Tape REST endpoint {method} /api/v1/{rest}")
+
+    # -- operator API (archive.admin) ------------------------------------------------------------
+    def _admin_api(self, method: str, rest: str) -> None:
+        from archive import admin
+
+        admin.require_operator(self.identity())
+        if method == "POST" and rest in ("migrate", "evict"):
+            paths = taperest.paths_of(self.read_json())
+            fn = admin.migrate if rest == "migrate" else admin.evict
+            return self.send_json(200, fn(self.archive, paths))
+        if method in ("GET", "HEAD") and rest == "drives":
+            return self.send_json(200, admin.drives(self.archive))
+        self.problem(404, f"no admin endpoint {method} /api/admin/{rest}")
 
     # -- catalog search API --------------------------------------------------------------------
     def _catalog_api(self, method: str, rest: str, query: dict[str, list[str]]) -> None:

@@ -54,6 +54,11 @@ def _paths(body: Any, key: str = "paths") -> list[str]:
     return paths
 
 
+def paths_of(body: Any) -> list[str]:
+    """The ``paths`` list of a ``{"paths": [...]}`` body (400 otherwise)."""
+    return _paths(body)
+
+
 def discovery(sitename: str, base_url: str) -> dict[str, Any]:
     return {
         "sitename": sitename,
