@@ -44,6 +44,27 @@ class _Results:
         return "\n".join(p.report() for p in self.parts)
 
 
+def _json_errors(func):
+    """With ``--json``, an error is also printed as JSON on stdout (the one stderr line and exit code stay)."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(args) -> int:
+        from appliance.errors import ApplianceError
+
+        try:
+            return func(args)
+        except ApplianceError as err:
+            if getattr(args, "json", False):
+                detail = err.to_json() if hasattr(err, "to_json") else {"message": str(err)}
+                doc = {"ok": False, "error": {"type": type(err).__name__, "exit_code": int(err.exit_code), "text": str(err), **detail}}
+                json.dump(doc, sys.stdout, indent=2, default=str)
+                sys.stdout.write("\n")
+            raise
+
+    return wrapper
+
+
 def _emit(args, result) -> int:
     if getattr(args, "json", False):
         json.dump(result.to_json(), sys.stdout, indent=2, default=str)
@@ -75,9 +96,9 @@ def _chunker_options(p: argparse.ArgumentParser) -> None:
     )
 
     g = p.add_argument_group("partitioning (must match the Qserv database's parameters)")
-    g.add_argument("--num-stripes", type=int, default=DEFAULT_NUM_STRIPES, help=f"declination stripes (default {DEFAULT_NUM_STRIPES})")
-    g.add_argument("--num-sub-stripes", type=int, default=DEFAULT_NUM_SUB_STRIPES, help=f"sub-stripes per stripe (default {DEFAULT_NUM_SUB_STRIPES})")
-    g.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help=f"overlap radius in deg (default {DEFAULT_OVERLAP} = 1 arcmin)")
+    g.add_argument("--num-stripes", "--part.num-stripes", dest="num_stripes", type=int, default=DEFAULT_NUM_STRIPES, help=f"declination stripes (default {DEFAULT_NUM_STRIPES})")
+    g.add_argument("--num-sub-stripes", "--part.num-sub-stripes", dest="num_sub_stripes", type=int, default=DEFAULT_NUM_SUB_STRIPES, help=f"sub-stripes per stripe (default {DEFAULT_NUM_SUB_STRIPES})")
+    g.add_argument("--overlap", "--part.overlap", dest="overlap", type=float, default=DEFAULT_OVERLAP, help=f"overlap radius in deg (default {DEFAULT_OVERLAP} = 1 arcmin)")
 
 
 def _expand(spec: str, flag: str) -> tuple[str, list[str]]:
@@ -127,20 +148,65 @@ def cmd_convert(args) -> int:
     return _emit(args, res)
 
 
+def _split_names(value: str | None, flag: str, count: int | None = None) -> list[str] | None:
+    if value is None:
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if count is not None and len(names) != count:
+        raise CatalogError(flag, f"expected {count} comma-separated column names, got '{value}'")
+    return names
+
+
+def _direct_table(args):
+    """``--input`` route: the table as given (names, id and position columns untouched)."""
+    from appliance.qserv.felis_schema import TableSchema
+    from appliance.qserv.readers import FORMATS, InputSpec, format_of
+
+    files: list[str] = []
+    for pattern in args.input:
+        found = sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+        if not found:
+            raise CatalogError(pattern, "no input file matches")
+        files += found
+    fmt = args.format or format_of(files[0])
+    if fmt not in FORMATS:
+        raise CatalogError("--format", f"'{fmt}' is not one of {', '.join(FORMATS)}")
+    fields = _split_names(args.fields, "--fields")
+    delim = args.delimiter.encode().decode("unicode_escape") if args.delimiter else None
+    spec = InputSpec(tuple(files), fmt, tuple(fields) if fields else None, delim)
+    name = args.table or Path(files[0]).name.split(".")[0]
+    if args.child_of:
+        if not args.key:
+            raise CatalogError("--key", "a child table (--child-of) needs --key: its column holding the director's id")
+        table = TableSchema(name, [], args.key, director=args.child_of, director_key=args.key)
+    else:
+        pos = _split_names(args.pos, "--pos", 2)
+        if not pos or not args.id:
+            raise CatalogError("--pos/--id", "a director table needs --pos RA,DEC and --id ID (its columns, as named in the input)")
+        table = TableSchema(name, [], args.id, ra=pos[0], dec=pos[1])
+    return spec, table
+
+
 def cmd_partition(args) -> int:
     from appliance.qserv.chunker import Chunker
-    from appliance.qserv.felis_schema import load_schema
     from appliance.qserv.partition import partition_table
 
-    conv = Path(args.converted)
-    schema = load_schema(conv / "schema.yaml")
     chunker = Chunker(args.num_stripes, args.num_sub_stripes, args.overlap)
-    ordered = [schema.director()] + [t for t in schema.tables if not t.is_director]
-    summaries = [
-        partition_table(conv / f"{t.name}.parquet", t, args.out, chunker, args.batch_rows, args.force, progress=not args.json)
-        for t in ordered
-    ]
+    common = {"batch_rows": args.batch_rows, "force": args.force, "progress": not args.json, "workers": args.workers}
+    if args.input:
+        if args.converted:
+            raise CatalogError("--input", "give either --input (a table as it is) or --converted (convert's output), not both")
+        spec, table = _direct_table(args)
+        summaries = [partition_table(spec, table, args.out, chunker, **common)]
+    else:
+        from appliance.qserv.felis_schema import load_schema
 
+        if not args.converted:
+            raise CatalogError("--converted", "give --converted DIR (convert's output) or --input FILE with --pos and --id")
+        conv = Path(args.converted)
+        schema = load_schema(conv / "schema.yaml")
+        ordered = [schema.director()] + [t for t in schema.tables if not t.is_director]
+        summaries = [partition_table(conv / f"{t.name}.parquet", t, args.out, chunker, **common) for t in ordered]
     return _emit(args, _Results("tables", summaries))
 
 
@@ -239,7 +305,7 @@ def register(subparsers) -> None:
     p.add_argument("--visits", type=int, default=2, help="visits per band (Source tables)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", action="store_true", help="machine-readable result")
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(func=_json_errors(cmd_generate))
 
     p = sub.add_parser("convert", help="afw FITS / Parquet / FITS tables -> Parquet + Felis schema.yaml",
                        description="Angles to degrees (RA in [0,360)), flags bits to named BOOLEAN columns, NaN/inf to NULL "
@@ -256,19 +322,40 @@ def register(subparsers) -> None:
     p.add_argument("--database", default="cluster", help="catalog (database) name for the schema (default cluster)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_convert)
+    p.set_defaults(func=_json_errors(cmd_convert))
 
     p = sub.add_parser("partition", help="Qserv chunking: chunk_<id>.txt and chunk_<id>_overlap.txt per table",
-                       description="Assigns every row the chunkId/subChunkId Qserv's sph-partition would, writes the director's "
-                       "rows plus overlap rows and the children's rows (in their director's chunk) as CSV, streaming in "
-                       "batches. partition.json per table lists rows per chunk, empty chunks and overlap rows.", formatter_class=fmt)
-    p.add_argument("--converted", required=True, help="directory written by 'convert'")
-    p.add_argument("--out", required=True, help="output directory (one subdirectory per table)")
+                       description="Assigns every row the chunkId/subChunkId Qserv's sph-partition would and writes the "
+                       "director's rows plus overlap rows, and the children's rows (in their director's chunk), as CSV "
+                       "with chunkId,subChunkId appended. Two ways in:\n"
+                       "  --converted DIR   convert's output (schema.yaml + Parquet), all tables\n"
+                       "  --input FILE      one table as it is: CSV/TSV (rows kept byte for byte), Parquet or FITS,\n"
+                       "                    columns named as in the file (like sph-partition's --part.pos, --in.csv.field)\n\n"
+                       "Examples:\n"
+                       "  partition --input obj.csv --pos ra,dec --id id --out parts/             # parts/obj/\n"
+                       "  partition --input 'o_*.tsv' --fields id,ra,dec,mag --pos ra,dec --id id --table Object --out parts/\n"
+                       "  partition --input src.parquet --child-of Object --key objectId --out parts/\n"
+                       "  partition --converted conv/ --out parts/ --workers 2\n\n"
+                       "Streaming: memory is one batch, flat in the number of rows. partition.json per table lists "
+                       "rows per chunk, empty chunks and overlap rows.", formatter_class=fmt)
+    p.add_argument("--converted", help="directory written by 'convert'")
+    p.add_argument("--input", action="append", metavar="FILE_OR_GLOB", help="a table as it is (repeatable; alias --in.path)")
+    p.add_argument("--in.path", dest="input", action="append", help=argparse.SUPPRESS)
+    p.add_argument("--table", help="table name for --input (default: the file name without extension); the output directory")
+    p.add_argument("--format", choices=["csv", "tsv", "parquet", "fits"], help="input format (default: from the file name)")
+    p.add_argument("--pos", "--part.pos", dest="pos", metavar="RA,DEC", help="position columns in deg (director tables)")
+    p.add_argument("--id", "--part.id", dest="id", metavar="COL", help="the director's unique id column (its index places children)")
+    p.add_argument("--fields", "--in.csv.field", dest="fields", metavar="A,B,...", help="CSV/TSV column names when the file has no header line")
+    p.add_argument("--delimiter", "--in.csv.delimiter", dest="delimiter", help="CSV field separator (default ',' for csv, tab for tsv)")
+    p.add_argument("--child-of", metavar="TABLE", help="partition a child table by its director TABLE's index (in --out)")
+    p.add_argument("--key", metavar="COL", help="child column holding the director's id (with --child-of)")
+    p.add_argument("--out", "--out.dir", dest="out", required=True, help="output directory (one subdirectory per table)")
     _chunker_options(p)
-    p.add_argument("--batch-rows", type=int, default=1_000_000, help="rows per batch: bounds memory (default 1e6)")
+    p.add_argument("--workers", "--mr.num-workers", dest="workers", type=int, default=1, help="processes (default 1); input split by row groups / byte ranges")
+    p.add_argument("--batch-rows", type=int, default=131_072, help="rows per batch (Parquet/FITS; CSV is read in 8 MB blocks): bounds memory (default 131072)")
     p.add_argument("--force", action="store_true", help="replace an existing partitioning")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_partition)
+    p.add_argument("--json", action="store_true", help="machine-readable result; errors as JSON too")
+    p.set_defaults(func=_json_errors(cmd_partition))
 
     p = sub.add_parser("load", help="load the MariaDB reference tables and the per-chunk worker tables",
                        description="Reference: database <db> with all rows (LOAD DATA LOCAL INFILE). Chunked: database "
@@ -282,7 +369,7 @@ def register(subparsers) -> None:
     g.add_argument("--chunked-only", action="store_true")
     _db_options(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_load)
+    p.set_defaults(func=_json_errors(cmd_load))
 
     def suite_options(pp):
         pp.add_argument("--ra", type=float, default=0.25, help="cluster centre RA deg")
@@ -302,7 +389,7 @@ def register(subparsers) -> None:
     _chunker_options(p)
     _db_options(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_verify)
+    p.set_defaults(func=_json_errors(cmd_verify))
 
     p = sub.add_parser("export", help="write a query result as a FITS table (input for offline recipes)",
                        description="Recipes run without network; this is how catalog data reaches them. Default query: the "
@@ -316,7 +403,7 @@ def register(subparsers) -> None:
     p.add_argument("--schema", help="Felis schema.yaml: column units for the FITS header")
     _db_options(p)
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=_json_errors(cmd_export))
 
     p = sub.add_parser("ingest", help="push a partitioned catalog to a real Qserv via its ingest REST API",
                        description="Register database and tables, start a transaction, allocate chunks, upload every chunk file "
@@ -330,4 +417,4 @@ def register(subparsers) -> None:
     p.add_argument("--no-publish", action="store_true", help="commit but do not publish")
     p.add_argument("--dry-run", action="store_true", help="print the requests that would be made")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_ingest)
+    p.set_defaults(func=_json_errors(cmd_ingest))

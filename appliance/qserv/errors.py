@@ -13,10 +13,20 @@ class PartitionConfigError(ConfigError):
 class CatalogError(InputError):
     """An input catalog cannot be read or lacks a required column."""
 
-    def __init__(self, path: str, message: str, column: str | None = None):
-        self.path, self.column = path, column
+    def __init__(self, path: str, message: str, column: str | None = None, details: dict | None = None):
+        self.path, self.column, self.message = path, column, message
+        self.details = details or {}  # machine-readable facts (row, value, count, missing), for --json
         what = f" column '{column}':" if column else ""
         super().__init__(f"{path}:{what} {message}")
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "column": self.column, "message": self.message, **self.details}
+
+
+class MissingColumnsError(CatalogError):
+    """A table lacks columns the next step needs (e.g. the director's positions): a usage error."""
+
+    exit_code = Exit.USAGE
 
 
 class SchemaError(ApplianceError):

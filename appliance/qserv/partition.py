@@ -37,7 +37,7 @@ import pyarrow.csv as pacsv
 
 from appliance.fsutil import atomic_open, atomic_write_json
 from appliance.qserv.chunker import Chunker
-from appliance.qserv.errors import CatalogError
+from appliance.qserv.errors import CatalogError, MissingColumnsError
 from appliance.qserv.felis_schema import TableSchema
 from appliance.qserv.readers import (
     InputSpec,
@@ -50,8 +50,8 @@ from appliance.qserv.readers import (
 )
 
 INDEX_DIR = "director_index"  # meta.json + ids_<b>.npy (sorted ids) + loc_<b>.npy (chunkId << 32 | subChunkId)
-INDEX_BUCKET_ROWS = 4_000_000  # (id, location) pairs sorted at once: 64 MB
-DEFAULT_BATCH_ROWS = 262_144  # rows per batch: ~20 MB of rendered rows, a few x that with overlaps
+INDEX_BUCKET_ROWS = 2_000_000  # (id, location) pairs sorted at once: 32 MB (+ its sort permutation)
+DEFAULT_BATCH_ROWS = 131_072  # rows per batch: ~10 MB of rendered rows, a few x that with overlaps
 SUMMARY_FILE = "partition.json"
 
 
@@ -220,7 +220,7 @@ class _Spill:
             fh.write(np.stack([keys, nbytes], axis=1).astype(np.int64).tobytes())
 
 
-RENDER_PIECE = 1 << 19  # locations joined at once: ~40 MB of output text in flight at most
+RENDER_PIECE = 1 << 18  # locations joined at once: ~20 MB of output text in flight at most
 
 
 def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray, buckets_of_key: np.ndarray,
@@ -314,6 +314,8 @@ def _run_job(job: _Job) -> dict:
     }
 
 
+SPILL_BUCKET_BYTES = 48 << 20  # aim of the bucket count: one bucket's spill read at once in pass 2
+SPILL_READ_BYTES = 160 << 20  # a bigger spill (skewed data) is memory-mapped instead of read
 GATHER_FLUSH = 64 << 20  # drop mapped spill pages after this many bytes gathered: RSS stays flat
 
 
@@ -329,9 +331,15 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
             if not side_p.exists() or data_p.stat().st_size == 0:
                 continue
             side = np.fromfile(side_p, dtype=np.int64).reshape(-1, 2)
-            fh = open(data_p, "rb")  # noqa: SIM115 - closed below
-            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            fh.close()
+            with open(data_p, "rb") as fh:
+                # small spills are read (mmap page faults cost 2.5 s of system time per 1e6 whole-sky
+                # rows); one beyond SPILL_READ_BYTES (skewed data) is mapped and its pages dropped as we go
+                size = data_p.stat().st_size
+                if size <= SPILL_READ_BYTES:
+                    mm = memoryview(_reusable(w, size))[:size]
+                    fh.readinto(mm)
+                else:
+                    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             off = np.concatenate([[0], np.cumsum(side[:, 1])])
             maps.append(mm)
             keys_l.append(side[:, 0])
@@ -362,12 +370,31 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
             gathered += len(blob)
             if gathered > GATHER_FLUSH:
                 for mm in maps:
-                    mm.madvise(mmap.MADV_DONTNEED)
+                    if isinstance(mm, mmap.mmap):
+                        mm.madvise(mmap.MADV_DONTNEED)
                 gathered = 0
     finally:
         for mm in maps:
-            mm.close()
+            if isinstance(mm, mmap.mmap):
+                mm.close()
+            else:
+                mm.release()
     return files
+
+
+_BUFFERS: dict[int, bytearray] = {}
+
+
+def _reusable(slot: int, size: int) -> bytearray:
+    """One growing read buffer per worker's spill, reused bucket after bucket.
+
+    A fresh 48 MB bytes object per bucket costs its page faults again each time (about 1 s of
+    system time per 1e7 rows); reusing the pages does not.
+    """
+    buf = _BUFFERS.get(slot)
+    if buf is None or len(buf) < size:
+        buf = _BUFFERS[slot] = bytearray(max(size, SPILL_BUCKET_BYTES))
+    return buf
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -428,7 +455,7 @@ def _build_index(work: Path, workers: int, n_rows: int, source: str, key: str) -
         parts = [out / f"unsorted_{b}.bin" for b in range(n_b)]
         for raw in raws:
             with open(raw, "rb") as fh:
-                while block := fh.read(INDEX_BUCKET_ROWS * 16):
+                while block := fh.read(INDEX_BUCKET_ROWS * 8):
                     pairs = np.frombuffer(block, dtype=np.int64).reshape(-1, 2)
                     b = index.bucket_of(pairs[:, 0])
                     order = np.argsort(b, kind="stable")
@@ -497,7 +524,8 @@ def partition_table(
     need = [key] if table.director else [table.ra, table.dec, key]
     missing = [c for c in need if c not in names]
     if missing:
-        raise CatalogError(spec.paths[0], f"no column(s) {', '.join(missing)} (columns: {', '.join(names)})")
+        raise MissingColumnsError(spec.paths[0], f"no column(s) {', '.join(missing)} (columns: {', '.join(names)})",
+                                  details={"missing": missing, "columns": names})
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
@@ -525,7 +553,8 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
     if n_rows == 0 and table.is_director:
         raise CatalogError(spec.paths[0], "the director table has no rows")
     workers = max(1, min(workers, len(splits)))
-    buckets = 4 * workers
+    est = _estimate_spill_bytes(spec, splits[0], table, key, chunker, n_rows)
+    buckets = int(min(4096, max(4 * workers, math.ceil(est / SPILL_BUCKET_BYTES))))
     delim = spec.out_delimiter
     jobs = [
         _Job(spec, s, (chunker.num_stripes, chunker.num_sub_stripes, chunker.overlap), table.ra, table.dec, key,
@@ -546,8 +575,10 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
             if not math.isfinite(fb["value"]):
                 what = "non-finite (or missing) position"
             raise CatalogError(j.split.path, f"{what}: {count} row(s), the first is row {row + 1} (value {fb['value']!r}); "
-                               "nothing was written", fb["column"])
+                               "nothing was written", fb["column"],
+                               {"row": row + 1, "value": repr(fb["value"]), "bad_rows": count, "table": table.name})
         files = run(_write_bucket, [(str(work), str(work), b, len(jobs)) for b in range(buckets)], False, "")
+    _BUFFERS.clear()
     counts = sum(r["counts"] for r in results)
     summary.rows = sum(r["rows"] for r in results)
     summary.orphan_rows = sum(r["orphans"] for r in results)
@@ -570,6 +601,27 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
         summary.empty_chunks = [c for c in covered if c not in summary.chunks]
         summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
     return summary
+
+
+def _estimate_spill_bytes(spec: InputSpec, split: Split, table: TableSchema, key: str, chunker: Chunker, n_rows: int | None) -> float:
+    """Spill size from the first batch: rendered bytes per row x locations per row x rows."""
+    need = [key] if table.director else [table.ra, table.dec]
+    float_cols = () if table.director else (table.ra, table.dec)
+    for _, body, cols in iter_batches(spec, split, need, 65_536, float_cols=float_cols):
+        n = len(body) if body is not None else 0
+        if n == 0:
+            return 0.0
+        per_row = (body.nbytes - 8 * (n + 1)) / n + 16
+        locs = 1.0
+        if not table.director:
+            ra, dec = cols[table.ra], cols[table.dec]
+            ok = ~_bad_positions(ra, dec)[0]
+            if ok.any():
+                locs = 1.0 + chunker.locate_all(ra[ok], dec[ok]).overlap_row.size / int(ok.sum())
+        if n_rows is None:  # CSV: rows from the file sizes
+            n_rows = int(sum(os.path.getsize(p) for p in spec.paths) / max(per_row - 17, 1.0))
+        return per_row * locs * n_rows
+    return 0.0
 
 
 @contextmanager

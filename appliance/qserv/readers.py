@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from appliance.qserv.errors import CatalogError
 
 FORMATS = ("csv", "tsv", "parquet", "fits")
-CSV_BLOCK_BYTES = 16 << 20  # ~250k rows of a 64-byte CSV line: a few tens of MB per batch in flight
+CSV_BLOCK_BYTES = 8 << 20  # ~130k rows of a 64-byte CSV line: a few tens of MB per batch in flight
 
 
 def format_of(path: str) -> str:
@@ -80,7 +80,7 @@ def column_names(spec: InputSpec, path: str) -> list[str]:
             first = fh.readline().rstrip(b"\r\n").decode()
         if not first:
             raise CatalogError(path, "empty file (no header line); name the columns with --fields")
-        return first.split(spec.delim)
+        return [n.strip().strip("\"") for n in first.split(spec.delim)]
     if spec.fmt == "parquet":
         try:
             return pq.ParquetFile(path).schema_arrow.names
