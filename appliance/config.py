@@ -43,6 +43,8 @@ class Settings:
     # A directory of `appliance images save` tars (docker-archive) that engine-less runtimes
     # (charliecloud, apptainer) convert their images from, found by image ID.
     image_tars: Path | None = None
+    # Seconds without a log line before a run prints a heartbeat (elapsed, CPU, memory); 0: never.
+    heartbeat_seconds: float = 60.0
 
     @property
     def store_root(self) -> Path:
@@ -89,6 +91,8 @@ class Settings:
         for key in ("run_uid", "run_gid"):
             if key in values:
                 values[key] = int(values[key])
+        if "heartbeat_seconds" in values:
+            values["heartbeat_seconds"] = float(values["heartbeat_seconds"])
         mirror = values.get("snapshot_mirror")
         if mirror is not None and ("{timestamp}" not in str(mirror) or "{archive}" not in str(mirror)):
             raise ConfigError(f"{path}: snapshot_mirror must be a URL template with {{archive}} and "

@@ -87,6 +87,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("dest", type=Path)
     common(r, runtime=False)
     r.set_defaults(func=_outputs)
+    r = rsub.add_parser(
+        "diff", help="why two runs differ: which cache-key part, which output files",
+        description="Takes the cache keys of RUN_A and RUN_B apart (image, command, params, env, code "
+                    "snapshot with the files that differ, each input) and compares their outputs with "
+                    "RUN_A's replay policies (sha256, fits, text, ignore). Exit 0 when the key is the "
+                    "same and the outputs reproduce, 6 otherwise.")
+    r.add_argument("run_a", metavar="RUN_A")
+    r.add_argument("run_b", metavar="RUN_B")
+    common(r, runtime=False)
+    r.set_defaults(func=_diff)
+    r = rsub.add_parser(
+        "gc", help="remove old runs (keep the last N and pinned ones) and the store objects only they used",
+        description="Keeps the N most recent runs, every pinned run (`runs pin`), runs still running and "
+                    "the originals of kept replays; removes the others, their cache entries and the "
+                    "store objects (inputs, outputs, recipe snapshots) no kept run refers to. "
+                    "--dry-run shows the plan and touches nothing.")
+    r.add_argument("--keep-last", type=int, default=20, metavar="N", help="runs to keep (default 20)")
+    r.add_argument("-n", "--dry-run", action="store_true", help="show what would be removed")
+    common(r, runtime=False)
+    r.set_defaults(func=_gc)
+    for verb, pinned in (("pin", True), ("unpin", False)):
+        r = rsub.add_parser(verb, help=f"{'protect a run from' if pinned else 'let'} `runs gc`"
+                                      + ("" if pinned else " remove a run again"))
+        r.add_argument("run_id", metavar="RUN")
+        common(r, runtime=False)
+        r.set_defaults(func=_pin, pinned=pinned)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -164,4 +190,33 @@ def _show(args: argparse.Namespace) -> int:
 def _outputs(args: argparse.Namespace) -> int:
     _export_outputs(_runner(args), args.run_id, args.dest)
     print(args.dest)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from appliance.runs.diff import diff_runs
+
+    runner = _runner(args)
+    d = diff_runs(runner.runs.load(args.run_a), runner.runs.load(args.run_b), runner.store)
+    print(d.to_json() if args.json else d.report())
+    return 0 if d.ok else NotReproduced.exit_code
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from appliance.errors import ConfigError
+    from appliance.runs.gc import collect
+
+    if args.keep_last < 0:
+        raise ConfigError("--keep-last must be >= 0")
+    runner = _runner(args)
+    plan = collect(runner.runs, runner.store, args.keep_last, dry_run=args.dry_run)
+    print(plan.to_json() if args.json else plan.report())
+    return 0
+
+
+def _pin(args: argparse.Namespace) -> int:
+    from appliance.runs.gc import pin
+
+    run_id = pin(_runner(args).runs, args.run_id, args.pinned)
+    print(f"{'pinned' if args.pinned else 'unpinned'} {run_id}")
     return 0

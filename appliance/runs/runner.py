@@ -34,6 +34,7 @@ from appliance.recipes.cachekey import cache_key
 from appliance.recipes.lock import LockedInput, RecipeLock, resolve_image
 from appliance.recipes.model import Recipe, load_recipe
 from appliance.runs import codearchive
+from appliance.runs.heartbeat import Heartbeat
 from appliance.runs.hostinfo import host_facts
 from appliance.runs.record import FileEntry, RunRecord, RunStore, new_run_id, utcnow
 from appliance.runtimes import get_runtime
@@ -242,8 +243,11 @@ class Runner:
                 cpus=p.recipe.cpus, memory_bytes=p.recipe.memory_bytes,
                 labels={"org.appliance.run": run_id, "org.appliance.recipe": p.recipe.name},
             )
-            with open(run_dir / "log.txt", "w") as logf:
+            with open(run_dir / "log.txt", "w") as logf, Heartbeat(
+                    run_id, self.settings.heartbeat_seconds, self.on_log,
+                    getattr(self.runtime, "usage", None)) as beat:
                 def sink(line: str) -> None:
+                    beat.seen()
                     logf.write(line + "\n")
                     self.on_log(line)
 

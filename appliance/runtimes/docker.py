@@ -136,6 +136,15 @@ class DockerRuntime:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
+    def usage(self, run_id: str) -> dict[str, float] | None:
+        """CPU seconds and memory of the running container of ``run_id`` (for the heartbeat)."""
+        found = self.client.containers.list(filters={"label": f"org.appliance.run={run_id}"})
+        if not found:
+            return None
+        stats = found[0].stats(stream=False, one_shot=True)
+        cpu = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+        return {"cpu_seconds": cpu, "memory_bytes": float(stats.get("memory_stats", {}).get("usage", 0))}
+
     def save_image(self, image_id: str, dest: Path) -> None:
         try:
             image = self.client.images.get(image_id)
