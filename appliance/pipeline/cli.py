@@ -1,0 +1,165 @@
+"""``appliance pipeline ...``: the radio image pipeline's command line (the functions live beside it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.exitcodes import Exit
+
+FLOW = """\
+Typical flow (a work area holds state, flags, products.xml, catalogs):
+  appliance pipeline generate --out alma/ --observations 300 --seed 1   # synthetic archive + truth.json
+  appliance pipeline generate --out alma/ --ingest https://127.0.0.1:8443 --prefix alma
+  appliance pipeline products --root alma/ --work work/ [--truth]        # XML + confusion table
+  appliance pipeline image    --root alma/ --work work/ [--detectors sextractor,aegean,emcee]
+  appliance pipeline flag     --work work/ ITEM --note "side lobes"     # persists across re-runs
+  appliance pipeline status   --work work/
+Re-running a stage resumes: items already done or flagged are skipped, failed ones are retried.
+"""
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """The options every stage takes, typed once at the CLI edge."""
+
+    root: Path
+    work: Path
+    parallel: int
+    resume: bool
+    progress: bool
+    json: bool
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> StageOptions:
+        return cls(Path(a.root), Path(a.work), a.parallel, not a.restart, not a.no_progress, a.json)
+
+
+def _emit(as_json: bool, obj: object) -> None:
+    if as_json:
+        json.dump(obj.to_json(), sys.stdout, indent=2, default=str)  # type: ignore[attr-defined]
+        sys.stdout.write("\n")
+    else:
+        print(obj.report())  # type: ignore[attr-defined]
+
+
+def _generate(a: argparse.Namespace) -> int:
+    from appliance.pipeline.synth import generate
+
+    summary = generate(Path(a.out), observations=a.observations, seed=a.seed, size=a.size)
+    _emit(a.json, summary)
+    if a.ingest:
+        from appliance.pipeline.ingest import ingest
+
+        res = ingest(Path(a.out), a.ingest, a.prefix, progress=not a.no_progress)
+        print(res.report(), file=sys.stderr)
+        return 0 if res.ok else res.exit_code
+    return 0
+
+
+def _products(a: argparse.Namespace) -> int:
+    from appliance.pipeline.stages import run_products
+
+    o = StageOptions.from_args(a)
+    summary, xml = run_products(o.root, o.work, parallel=o.parallel, resume=o.resume, progress=o.progress)
+    _emit(o.json, summary)
+    if a.truth:
+        from appliance.pipeline.products import confusion, read_xml
+        from appliance.pipeline.synth import load_truth
+
+        conf = confusion(read_xml(xml), load_truth(o.root))
+        _emit(o.json, conf)
+    print(f"products: {xml}", file=sys.stderr)
+    return 0 if summary.ok else Exit.ANALYSIS
+
+
+def _image(a: argparse.Namespace) -> int:
+    from appliance.pipeline.stages import run_image
+
+    o = StageOptions.from_args(a)
+    detectors = tuple(d for d in a.detectors.split(",") if d)
+    summary, quality = run_image(o.root, o.work, detectors=detectors, parallel=o.parallel,
+                                 resume=o.resume, progress=o.progress)
+    _emit(o.json, summary)
+    if quality is not None:
+        _emit(o.json, quality)
+    return 0 if summary.ok else Exit.ANALYSIS
+
+
+def _flag(a: argparse.Namespace) -> int:
+    from appliance.pipeline.runner import clear_flag, set_flag
+
+    if a.unflag:
+        if not clear_flag(Path(a.work), a.item):
+            print(f"{a.item}: was not flagged", file=sys.stderr)
+            return Exit.NOT_FOUND
+    else:
+        set_flag(Path(a.work), a.item, a.note)
+    return 0
+
+
+def _status(a: argparse.Namespace) -> int:
+    from appliance.pipeline.runner import load_flags
+    from appliance.pipeline.stages import status_table
+
+    table = status_table(Path(a.work))
+    if a.json:
+        json.dump({"items": table, "flags": load_flags(Path(a.work))}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for item, stages in sorted(table.items()):
+            print(item, " ".join(f"{s}={v['status']}" for s, v in sorted(stages.items())))
+    return 0
+
+
+def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_, description=help_)
+    p.add_argument("--root", required=True, help="archive root (folders of observations)")
+    p.add_argument("--work", required=True, help="work area: state, flags, products.xml, catalogs")
+    p.add_argument("--parallel", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--restart", action="store_true", help="ignore earlier results (default: resume)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    return p
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    top = subparsers.add_parser("pipeline", help="radio image pipeline (generate, products, image, ...)",
+                                description="Radio image pipeline over an ALMA-like archive.", epilog=FLOW)
+    sub = top.add_subparsers(dest="pipeline_command", metavar="STAGE")
+    sub.required = True
+
+    g = sub.add_parser("generate", help="write a synthetic ALMA-like archive with a truth file")
+    g.add_argument("--out", required=True, help="directory to create")
+    g.add_argument("--observations", type=int, default=300, help="how many observations (default 300)")
+    g.add_argument("--seed", type=int, default=1, help="random seed (default 1): same seed, same archive")
+    g.add_argument("--size", type=int, default=128, help="image size in pixels (default 128)")
+    g.add_argument("--ingest", metavar="URL", help="then upload every FITS file to this archive server")
+    g.add_argument("--prefix", default="alma", help="path prefix on the archive (default alma)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    g.add_argument("--json", action="store_true", help="machine-readable summary")
+    g.set_defaults(func=_generate)
+
+    p = _stage_parser(sub, "products", "group files into observations and product types (XML + XSD)")
+    p.add_argument("--truth", action="store_true", help="score against ROOT/truth.json: confusion table")
+    p.set_defaults(func=_products)
+
+    i = _stage_parser(sub, "image", "detect sources, measure fluxes, cross-match, write catalogs")
+    i.add_argument("--detectors", default="sextractor,aegean,emcee",
+                   help="comma-separated subset of sextractor,aegean,emcee (default all)")
+    i.set_defaults(func=_image)
+
+    f = sub.add_parser("flag", help="flag an item by hand (or --unflag); survives re-runs")
+    f.add_argument("--work", required=True)
+    f.add_argument("item", help="observation folder relative to the root, as in `status`")
+    f.add_argument("--note", default="flagged by hand", help="why")
+    f.add_argument("--unflag", action="store_true", help="remove the flag instead")
+    f.set_defaults(func=_flag)
+
+    s = sub.add_parser("status", help="every item's verdict per stage")
+    s.add_argument("--work", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_status)

@@ -1,0 +1,188 @@
+"""One stage over many items: in parallel, resumable after a kill, every item with a verdict.
+
+Each finished item writes ``<work>/state/<stage>/<item>.json`` atomically (temp file, fsync,
+rename), so a run killed at any moment loses at most the items in flight; a re-run skips items that
+ended ``done`` or ``flagged`` and tries ``failed`` ones again. Manual flags live in
+``<work>/flags.json`` (item -> note): a flagged item is not processed and stays flagged across
+re-runs until it is unflagged. Items run in worker processes (the work is numpy/FFT and external
+programs; 2 cores here), with a tqdm bar on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.fsutil import atomic_write_json
+from appliance.pipeline.errors import PipelineError
+
+STATUSES = ("done", "flagged", "failed")
+
+
+@dataclass
+class Outcome:
+    """What a stage function returns for one item."""
+
+    status: str  # done | flagged (failed comes from an exception)
+    reason: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ItemState:
+    id: str
+    stage: str
+    status: str
+    reason: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    manual: bool = False
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunSummary:
+    stage: str
+    items: list[ItemState]
+    processed: int  # items worked on in this run (the rest were resumed or manually flagged)
+    seconds: float
+
+    def count(self, status: str) -> int:
+        return sum(1 for i in self.items if i.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "stage": self.stage, "processed": self.processed, "seconds": self.seconds,
+                **{s: self.count(s) for s in STATUSES}, "items": [i.to_json() for i in self.items]}
+
+    def report(self) -> str:
+        lines = [f"{self.stage}: {len(self.items)} items, {self.count('done')} done, "
+                 f"{self.count('flagged')} flagged, {self.count('failed')} failed "
+                 f"({self.processed} processed in {self.seconds:.1f} s)"]
+        for i in self.items:
+            if i.status != "done":
+                lines.append(f"  {i.status:<7} {i.id}: {i.reason}")
+        return "\n".join(lines)
+
+
+def item_id(item: str) -> str:
+    """A file-name-safe id for an item (an observation folder ``proj/obs`` -> ``proj__obs``)."""
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", item.strip("/").replace("/", "__"))
+
+
+# -- manual flags ---------------------------------------------------------------------------------
+
+def flags_path(work: Path) -> Path:
+    return Path(work) / "flags.json"
+
+
+def load_flags(work: Path) -> dict[str, dict[str, str]]:
+    p = flags_path(work)
+    if not p.exists():
+        return {}
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise PipelineError(p, f"not valid JSON: {e}") from e
+
+
+def set_flag(work: Path, item: str, note: str) -> None:
+    flags = load_flags(work)
+    flags[item] = {"note": note, "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    atomic_write_json(flags_path(work), flags)
+
+
+def clear_flag(work: Path, item: str) -> bool:
+    flags = load_flags(work)
+    if item not in flags:
+        return False
+    del flags[item]
+    atomic_write_json(flags_path(work), flags)
+    return True
+
+
+# -- state ----------------------------------------------------------------------------------------
+
+def state_dir(work: Path, stage: str) -> Path:
+    return Path(work) / "state" / stage
+
+
+def load_state(work: Path, stage: str, item: str) -> ItemState | None:
+    p = state_dir(work, stage) / f"{item_id(item)}.json"
+    try:
+        return ItemState(**json.loads(p.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None  # a missing or damaged record means: not done yet
+
+
+def _call(fn: Callable[[str], Outcome], item: str) -> tuple[str, str, dict, float]:
+    t0 = time.perf_counter()
+    try:
+        o = fn(item)
+        return o.status, o.reason, o.result, time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - any error fails this item only; the run goes on
+        return "failed", f"{type(e).__name__}: {e}", {}, time.perf_counter() - t0
+
+
+def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], work: Path,
+              parallel: int = 2, resume: bool = True, progress: bool = True) -> RunSummary:
+    """Run ``fn`` (picklable) on every item not already done; return every item's verdict."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    items = list(dict.fromkeys(items))
+    flags = load_flags(work)
+    sdir = state_dir(work, stage)
+    sdir.mkdir(parents=True, exist_ok=True)
+    states: dict[str, ItemState] = {}
+    todo = []
+    for it in items:
+        if it in flags:
+            states[it] = ItemState(it, stage, "flagged", f"manual: {flags[it]['note']}", manual=True)
+            continue
+        old = load_state(work, stage, it) if resume else None
+        if old is not None and old.status in ("done", "flagged"):
+            states[it] = old
+        else:
+            todo.append(it)
+
+    def finish(it: str, res: tuple[str, str, dict, float]) -> None:
+        st = ItemState(it, stage, res[0], res[1], res[2], round(res[3], 4))
+        atomic_write_json(sdir / f"{item_id(it)}.json", st.to_json())
+        states[it] = st
+
+    bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress or not todo)
+    if parallel <= 1 or len(todo) <= 1:
+        for it in todo:
+            finish(it, _call(fn, it))
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=parallel) as pool:
+            pending: dict[Future, str] = {}
+            queue = iter(todo)
+            for it in queue:
+                pending[pool.submit(_call, fn, it)] = it
+                if len(pending) >= parallel * 4:
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    finish(pending.pop(f), f.result())
+                    bar.update(1)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending[pool.submit(_call, fn, nxt)] = nxt
+    bar.close()
+    return RunSummary(stage, [states[i] for i in items], len(todo), round(time.perf_counter() - t0, 3))

@@ -1,0 +1,71 @@
+"""Stages over a whole archive (or a selection): what the CLI and the web interface both call.
+
+Each ``run_*`` function takes plain paths and options and returns a ``RunSummary``; the per-item
+function is module-level so worker processes can run it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from pathlib import Path
+
+from appliance.pipeline import products as prod
+from appliance.pipeline.errors import BadInput
+from appliance.pipeline.runner import Outcome, RunSummary, item_id, run_stage
+
+
+def list_observations(root: Path) -> list[str]:
+    """Observation folders: every leaf directory under ``root`` (relative, sorted)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInput(root, "archive root is not a directory")
+    out = []
+    for dirpath, dirnames, _files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not dirnames and Path(dirpath) != root:
+            out.append(Path(dirpath).relative_to(root).as_posix())
+    return sorted(out)
+
+
+def products_one(root: str, work: str, folder: str) -> Outcome:
+    obs = prod.classify_folder(Path(root), folder, Path(work))
+    xml = Path(work) / "products" / f"{item_id(folder)}.xml"
+    prod.write_xml(xml, [obs], str(root))
+    return Outcome(obs.status, "; ".join(obs.reasons), {"xml": str(xml.relative_to(work)),
+                                                        "files": {f.name: f.type for f in obs.files}})
+
+
+def run_products(root: Path, work: Path, folders: list[str] | None = None, parallel: int = 2,
+                 resume: bool = True, progress: bool = True) -> tuple[RunSummary, Path]:
+    """Classify every observation folder, then write the archive's ``products.xml`` (validated)."""
+    root, work = Path(root).resolve(), Path(work).resolve()
+    folders = list_observations(root) if folders is None else folders
+    summary = run_stage("products", folders, partial(products_one, str(root), str(work)), work,
+                        parallel=parallel, resume=resume, progress=progress)
+    observations = []
+    for st in summary.items:
+        part = Path(work) / "products" / f"{item_id(st.id)}.xml"
+        if st.status != "failed" and part.exists() and not st.manual:
+            observations.extend(prod.read_xml(part))
+    out = Path(work) / "products.xml"
+    prod.write_xml(out, observations, str(root))
+    return summary, out
+
+
+def status_table(work: Path) -> dict[str, dict[str, dict]]:
+    """item -> stage -> its recorded state (from ``<work>/state``)."""
+    import json
+
+    out: dict[str, dict[str, dict]] = {}
+    base = Path(work) / "state"
+    if not base.is_dir():
+        return out
+    for sdir in sorted(p for p in base.iterdir() if p.is_dir()):
+        for f in sorted(sdir.glob("*.json")):
+            try:
+                st = json.loads(f.read_text())
+            except json.JSONDecodeError:
+                continue
+            out.setdefault(st["id"], {})[sdir.name] = st
+    return out
