@@ -23,6 +23,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "appliance.qserv.cli": ("qserv",),
     "appliance.cluster.cli": ("cluster",),
     "appliance.batch.cli": ("batch",),
+    "appliance.pipeline.cli": ("pipeline",),
 }
 
 
