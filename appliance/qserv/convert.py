@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from appliance.fsutil import atomic_open
 from appliance.qserv.afw import Catalog, ColumnInfo, read_afw_catalog
-from appliance.qserv.errors import CatalogError
+from appliance.qserv.errors import CatalogError, MissingColumnsError
 from appliance.qserv.felis_schema import (
     DEC_UCD,
     RA_UCD,
@@ -69,6 +69,7 @@ class TableResult:
     columns: int = 0
     flags_unpacked: int = 0
     nan_to_null: dict[str, int] = field(default_factory=dict)
+    ra_reduced: int = 0  # RA values outside [0, 360) brought into it (counted: a silent change otherwise)
     output: str = ""
 
 
@@ -92,7 +93,8 @@ class ConvertResult:
             nn = sum(t.nan_to_null.values())
             lines.append(
                 f"  {t.name}: {t.rows} rows from {t.files} file(s), {t.columns} columns "
-                f"({t.flags_unpacked} flag bits unpacked), {nn} NaN/inf -> NULL -> {t.output}"
+                f"({t.flags_unpacked} flag bits unpacked), {nn} NaN/inf -> NULL, "
+                f"{t.ra_reduced} RA value(s) reduced into [0, 360) -> {t.output}"
             )
         return "\n".join(lines)
 
@@ -123,6 +125,8 @@ def _default_rename(table: str) -> dict[str, str]:
 def convert_catalog(cat: Catalog, spec: TableInput, path: str, result: TableResult):
     """One input catalog -> (arrow table, column schemas). Pure apart from the error's path."""
     rename = {**_default_rename(spec.name), **spec.rename}
+    if spec.director is None:
+        _require_positions(cat, rename, path)
     arrays: dict[str, pa.Array] = {}
     schemas: list[ColumnSchema] = []
     for name, arr in cat.columns.items():
@@ -142,6 +146,8 @@ def convert_catalog(cat: Catalog, spec: TableInput, path: str, result: TableResu
             arr = np.asarray(arr, dtype=np.float64)
             unit = "deg"
         if out == RA:
+            outside = (arr < 0.0) | (arr >= 360.0)
+            result.ra_reduced += int(np.count_nonzero(outside & np.isfinite(arr)))
             arr = np.mod(arr, 360.0)
             arr[arr >= 360.0] = 0.0
         if out in (RA, DEC):
@@ -255,10 +261,33 @@ def parse_mapping(items: Sequence[str] | None) -> Mapping[str, str]:
     return out
 
 
+RA_GUESSES = ("ra", "ra_deg", "radeg", "raj2000", "ra_icrs", "alpha", "ra_ps", "coord_ra", "ra_pm")
+DEC_GUESSES = ("dec", "decl", "dec_deg", "decdeg", "dej2000", "dec_icrs", "delta", "decl_ps", "coord_dec", "dec_pm")
+
+
+def _require_positions(cat: Catalog, rename: Mapping[str, str], path: str) -> None:
+    """A director table without coord_ra/coord_dec after renaming is refused here, not at partition time."""
+    outputs = {rename.get(n, n) for n in cat.columns}
+    missing = [c for c in (RA, DEC) if c not in outputs]
+    if not missing:
+        return
+    hints = []
+    for want, guesses in ((RA, RA_GUESSES), (DEC, DEC_GUESSES)):
+        if want in missing:
+            found = next((n for g in guesses for n in cat.columns if n.lower() == g and rename.get(n, n) == n), None)
+            hints.append(f"--rename {found or '<column>'}={want}")
+    raise MissingColumnsError(
+        path, f"the director table has no {' and no '.join(missing)} position column; name yours with "
+        f"{' '.join(hints)} (columns: {', '.join(cat.columns)})",
+        details={"missing": missing, "columns": list(cat.columns), "suggest": hints},
+    )
+
+
 def _refuse_rows(path: str, column: str, values: np.ndarray, bad: np.ndarray, what: str) -> None:
     """Refuse a column with bad rows, naming the count and the first (1-based row, its value)."""
     rows = np.flatnonzero(bad)
     if rows.size:
         first = int(rows[0])
         raise CatalogError(path, f"{what}: {rows.size} row(s), the first is row {first + 1} "
-                                 f"(value {values[first]!r}, after unit conversion)", column)
+                                 f"(value {values[first]!r}, after unit conversion)", column,
+                           {"row": first + 1, "value": repr(values[first]), "bad_rows": int(rows.size)})

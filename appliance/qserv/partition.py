@@ -227,7 +227,9 @@ def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray,
            spill: _Spill, delim: str) -> None:
     """Sort locations by (bucket, key), append ``<row><d>chunkId<d>subChunkId`` per location to the spill."""
     bucket = buckets_of_key[keys]
-    order = np.lexsort((keys, bucket)) if bucket.max() > 0 else np.argsort(keys, kind="stable")
+    # (bucket, key, row, sub-chunk): a file's rows come in input order whatever the batches or
+    # workers were, so --workers 2 writes the same bytes as one worker
+    order = np.lexsort((subs, rows, bucket * len(buckets_of_key) + keys))
     keys, rows, subs, bucket = keys[order], rows[order], subs[order], bucket[order]
     sep = pa.scalar(delim, pa.large_string())
     for p0 in range(0, keys.size, RENDER_PIECE):

@@ -108,3 +108,36 @@ def test_felis_validation_catches_errors(converted, tmp_path):
     doc["tables"][0]["columns"][1]["fits:tunit"] = "not-a-unit"
     with pytest.raises(SchemaError):
         validate_felis(doc)
+
+
+def test_missing_positions_refused_with_the_rename_to_use(tmp_path, capsys):
+    import json
+
+    from appliance.cli import main
+
+    Table({"id": [1, 2], "RA": [10.0, 20.0], "Decl": [5.0, -5.0]}).write(tmp_path / "p.fits")
+    argv = ["qserv", "convert", "--director", f"Obj={tmp_path}/p.fits", "--format", "fits", "--angle-unit", "deg", "--out", str(tmp_path / "out")]
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("error:") == 1  # one line (after the progress bar)
+    assert "no coord_ra and no coord_dec" in err and "--rename RA=coord_ra --rename Decl=coord_dec" in err
+    assert not (tmp_path / "out" / "Obj.parquet").exists()
+    rc = main(argv + ["--rename", "RA=coord_ra", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 2 and doc["ok"] is False and doc["error"]["missing"] == ["coord_dec"]
+    assert doc["error"]["suggest"] == ["--rename Decl=coord_dec"]
+    assert main(argv + ["--rename", "RA=coord_ra", "--rename", "Decl=coord_dec"]) == 0
+
+
+def test_ra_reduction_is_counted(tmp_path, capsys):
+    import json
+
+    from appliance.cli import main
+
+    Table({"id": [1, 2, 3, 4], "coord_ra": [10.0, 370.0, -0.5, 359.0], "coord_dec": [5.0, -5.0, 0.0, 1.0]}).write(tmp_path / "r.fits")
+    rc = main(["qserv", "convert", "--director", f"Obj={tmp_path}/r.fits", "--format", "fits", "--angle-unit", "deg", "--out", str(tmp_path / "out")])
+    assert rc == 0 and "2 RA value(s) reduced into [0, 360)" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "out" / "convert.json").read_text())
+    assert doc["tables"][0]["ra_reduced"] == 2
+    t = pq.read_table(tmp_path / "out" / "Obj.parquet").to_pydict()
+    assert t["coord_ra"] == [10.0, 10.0, 359.5, 359.0]
