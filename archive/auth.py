@@ -17,6 +17,8 @@ Model: every request gets an :class:`Identity` holding WLCG-profile scopes
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import shlex
 from collections.abc import Sequence
@@ -129,6 +131,18 @@ def read_gridmap(path: str | Path) -> dict[str, str]:
     return out
 
 
+def basic_password(value: str) -> str:
+    """The password of ``Basic base64(user:password)`` (RFC 7617); a malformed one is a 401."""
+    try:
+        user_pass = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as err:
+        raise Unauthorized("malformed Basic credentials") from err
+    _, sep, password = user_pass.partition(":")
+    if not sep or not password:
+        raise Unauthorized("Basic credentials need a bearer token as the password")
+    return password
+
+
 class Authenticator:
     def __init__(self, cfg: AuthConfig):
         self.cfg = cfg
@@ -188,13 +202,23 @@ class Authenticator:
         scopes = [s for s in (Scope.parse(t) for t in scope_texts) if s]
         return Identity(name, "x509", scopes + list(self.public), dn=dn)
 
-    def identify(self, authorization: str | None, chain: Sequence[bytes] | None) -> Identity:
-        """``chain``: the client's verified certificate chain (DER, leaf first), if any."""
+    def identify(self, authorization: str | None, chain: Sequence[bytes] | None,
+                 tls: bool = False) -> Identity:
+        """``chain``: the client's verified certificate chain (DER, leaf first), if any.
+
+        ``Basic`` credentials are accepted in one form only, and only over TLS: any user name
+        and a bearer token as the password (``token:<JWT>``), verified exactly like a
+        ``Bearer`` header. WebDAV clients that cannot send a bearer token (litmus, davfs2,
+        Windows' mini-redirector) can then use one; there are no passwords here, so a Basic
+        password that is not a valid token is a 401, and Basic on plain HTTP is ignored (it
+        would put the token on the wire in clear text)."""
         if authorization:
             kind, _, value = authorization.partition(" ")
             if kind.lower() == "bearer" and value.strip():
                 return self.from_token(value.strip())
-            if kind.lower() != "basic":  # basic is ignored (no passwords here)
+            if kind.lower() == "basic" and tls and value.strip():
+                return self.from_token(basic_password(value.strip()))
+            if kind.lower() != "basic":  # basic without TLS is ignored
                 raise Unauthorized(f"unsupported Authorization scheme {kind!r}")
         if chain:
             return self.from_certificate(chain)

@@ -87,6 +87,11 @@ def schema(d: Dialect) -> list[str]:
             seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, path {P} NOT NULL, target {P} NOT NULL,
             at {F} NOT NULL, owner TEXT NOT NULL)""",
         "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        # WebDAV dead properties (PROPPATCH): one row per (resource path, namespace, name);
+        # ``xml`` is the whole property element as the client sent it, namespaces declared
+        f"""CREATE TABLE IF NOT EXISTS dead_props (
+            path {P} NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, xml TEXT NOT NULL,
+            PRIMARY KEY (path, ns, name))""",
     ]
 
 
@@ -260,7 +265,52 @@ class SqlCatalog:
             if n or m:
                 raise Conflict(path, "collection is not empty")
             self._x("DELETE FROM dirs WHERE path = ?", (path,))
+            self._x("DELETE FROM dead_props WHERE path = ?", (path,))
             self._log("rmdir", path, "", now, "")
+
+    def remove_tree(self, path: str, now: float) -> list[FileEntry]:
+        """Delete a collection and everything below it in one transaction (WebDAV DELETE,
+        RFC 4918 9.6.1); returns the deleted files. The tape log gets a ``delete`` per file and
+        an ``rmdir`` per collection, deepest first, exactly as one-by-one deletion would."""
+        with self.tx():
+            if not self.get_dir(path):
+                raise NotFound(path)
+            if path == "/":
+                raise Conflict(path, "the root collection cannot be removed")
+            lo, hi = _prefix_bounds(path)
+            files = [_file(r) for r in self._x(
+                f"SELECT {_FILE_COLS} FROM files WHERE path >= ? AND path < ? ORDER BY path",
+                (lo, hi)).fetchall()]
+            for f in files:
+                self.delete_file(f.path, now)
+            dirs = [r[0] for r in self._x("SELECT path FROM dirs WHERE path >= ? AND path < ?",
+                                          (lo, hi)).fetchall()]
+            for d in sorted(dirs, key=lambda p: (-p.count("/"), p)) + [path]:
+                self._x("DELETE FROM dirs WHERE path = ?", (d,))
+                self._x("DELETE FROM dead_props WHERE path = ?", (d,))
+                self._log("rmdir", d, "", now, "")
+        return files
+
+    # -- WebDAV dead properties ---------------------------------------------------------------
+    def get_props(self, path: str) -> dict[tuple[str, str], str]:
+        return {(r[0], r[1]): r[2] for r in self._x(
+            "SELECT ns, name, xml FROM dead_props WHERE path = ? ORDER BY ns, name", (path,))}
+
+    def patch_props(self, path: str, ops: list[tuple[str, str, str, str | None]]) -> None:
+        """Apply PROPPATCH ``(op, ns, name, xml)`` in order, all or nothing."""
+        with self.tx():
+            for op, ns, name, xml in ops:
+                self._x("DELETE FROM dead_props WHERE path = ? AND ns = ? AND name = ?",
+                        (path, ns, name))
+                if op == "set":
+                    self._x("INSERT INTO dead_props(path, ns, name, xml) VALUES (?,?,?,?)",
+                            (path, ns, name, xml))
+
+    def copy_props(self, src: str, dst: str) -> None:
+        with self.tx():
+            self._x("DELETE FROM dead_props WHERE path = ?", (dst,))
+            self._x("INSERT INTO dead_props(path, ns, name, xml) "
+                    "SELECT ?, ns, name, xml FROM dead_props WHERE path = ?", (dst, src))
 
     def list_dir(self, path: str) -> tuple[list[DirEntry], list[FileEntry]]:
         dirs = [DirEntry(r[0], r[1], float(r[2])) for r in self._x(
@@ -314,6 +364,7 @@ class SqlCatalog:
             if not old:
                 return None
             self._drop_file_rows(old.file_id)
+            self._x("DELETE FROM dead_props WHERE path = ?", (path,))
             self._x("UPDATE stage_files SET state = 'FAILED', error = 'file deleted', finished = ? "
                     "WHERE file_id = ? AND state IN ('SUBMITTED', 'STARTED')", (now, old.file_id))
             self._log("delete", path, "", now, "")
@@ -329,6 +380,7 @@ class SqlCatalog:
                 self.make_dirs(parent_of(dst), f.owner, now)
                 self._x("UPDATE files SET path = ?, parent = ?, modified = ? WHERE file_id = ?",
                         (dst, parent_of(dst), now, f.file_id))
+                self._x("UPDATE dead_props SET path = ? WHERE path = ?", (dst, src))
             elif self.get_dir(src) and src != "/":
                 if dst.startswith(src + "/"):
                     raise Conflict(dst, "cannot move a collection into itself")
@@ -341,6 +393,7 @@ class SqlCatalog:
                         new = dst + p[len(src):]
                         self._x(f"UPDATE {table} SET path = ?, parent = ? WHERE path = ?",
                                 (new, parent_of(new), p))
+                        self._x("UPDATE dead_props SET path = ? WHERE path = ?", (new, p))
             else:
                 raise NotFound(src)
             self._log("move", src, dst, now, "")

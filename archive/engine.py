@@ -354,7 +354,12 @@ class Archive:
     def delete(self, path: str) -> None:
         path = self._check_writable(path)
         if self.catalog.get_dir(path):
-            self.catalog.remove_dir(path, self.clock.now())
+            # recursive (RFC 4918 9.6.1): each member's namespace entry goes, as a file DELETE
+            for f in self.catalog.remove_tree(path, self.clock.now()):
+                with contextlib.suppress(FileNotFoundError):
+                    self.disk_path(f.file_id).unlink()
+            self._dirty()
+            self.wake()
             return
         old = self.catalog.delete_file(path, self.clock.now())
         if not old:
@@ -374,6 +379,48 @@ class Archive:
         if not parents and not self.catalog.get_dir(parent_of(path)):
             raise Conflict(path, "parent collection does not exist")
         self.catalog.make_dirs(path, owner, self.clock.now())
+
+    def copy(self, src: str, dst: str, owner: str, depth_infinity: bool = True) -> None:
+        """WebDAV COPY inside the archive: each file is a new file (new id, its own tape
+        copies later), streamed from the source's disk copy and verified against its adler32.
+
+        A file whose only copies are on tape is refused before anything is written (423, as a
+        GET of it): sharing the source's tape copy would give two catalog entries one tape
+        record, which a rebuild from tape could not tell apart. Stage it, then copy."""
+        from archive.errors import AlreadyExists, Conflict
+        from archive.paths import parent_of
+
+        src, dst = self._check_writable(src), self._check_writable(dst)
+        if dst == src or dst.startswith(src + "/"):
+            raise Conflict(dst, "cannot copy a resource onto or into itself")
+        if not self.catalog.get_dir(parent_of(dst)):
+            raise Conflict(dst, "parent collection does not exist")
+        if self.catalog.get_dir(dst) or self.catalog.get_file(dst):
+            raise AlreadyExists(dst)
+        f = self.catalog.get_file(src)
+        if f:
+            plan: list[tuple[str, FileEntry | None]] = [(src, f)]
+        elif self.catalog.get_dir(src):
+            plan = [(src, None)]
+            todo = [src] if depth_infinity else []
+            while todo:
+                dirs, files = self.catalog.list_dir(todo.pop())
+                plan += [(d.path, None) for d in dirs] + [(x.path, x) for x in files]
+                todo += [d.path for d in dirs]
+        else:
+            raise NotFound(src)
+        for _, x in plan:
+            if x and not self.catalog.disk_replica(x.file_id):
+                raise NearlineOnly(x.path)
+        for p, x in plan:
+            target = dst + p[len(src):]
+            if x is None:
+                self.catalog.make_dirs(target, owner, self.clock.now())
+            else:
+                with open(self.disk_path(x.file_id), "rb") as fh:
+                    self.put_stream(target, fh, x.size, owner, {"adler32": x.adler32},
+                                    self.catalog.get_product(x.file_id))
+            self.catalog.copy_props(p, target)
 
     def move(self, src: str, dst: str) -> None:
         self.catalog.move(self._check_writable(src), self._check_writable(dst), self.clock.now())

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from appliance.hashing import BLOCK
-from archive import accesslog, taperest, webdav
+from archive import accesslog, davlocks, taperest, webdav
 from archive.auth import Authenticator, Identity
 from archive.catalog import SearchQuery
 from archive.config import ArchiveConfig
@@ -42,11 +42,12 @@ from archive.errors import (
     NotFound,
     Unauthorized,
 )
-from archive.paths import normalize
+from archive.paths import normalize, parent_of
 
 log = logging.getLogger(__name__)
 MAX_JSON = 64 << 20
-ALLOW = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, PROPFIND, MOVE, COPY, POST"
+ALLOW = ("OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, PROPFIND, PROPPATCH, MOVE, COPY, LOCK, "
+         "UNLOCK, POST")
 
 
 def make_ssl_context(cfg: ArchiveConfig) -> ssl.SSLContext | None:
@@ -72,6 +73,7 @@ class ArchiveHTTPServer(ThreadingHTTPServer):
         self.cfg = cfg
         self.archive = archive
         self.auth = Authenticator(cfg.auth)
+        self.locks = davlocks.LockTable()  # WebDAV locks: in memory (davlocks.py)
         self.ssl_context = make_ssl_context(cfg)
         super().__init__((cfg.server.host, cfg.server.port), Handler)
 
@@ -179,7 +181,8 @@ class Handler(BaseHTTPRequestHandler):
     def identity(self) -> Identity:
         if not hasattr(self, "_ident"):
             self._ident = self.server.auth.identify(self.headers.get("Authorization"),
-                                                    self._chain())
+                                                    self._chain(),
+                                                    tls=self.server.ssl_context is not None)
         return self._ident
 
     def require(self, action: str, path: str) -> Identity:
@@ -222,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="lta"'
+            if self.server.ssl_context is not None:  # a token as the Basic password (auth.py)
+                headers["WWW-Authenticate"] += ', Basic realm="lta"'
         self.send(status, body, "application/problem+json", headers)
 
     def read_body(self, limit: int = MAX_JSON) -> bytes:
@@ -270,7 +275,8 @@ class Handler(BaseHTTPRequestHandler):
     def _drain(self) -> None:
         """An error before the body was read: read a small body (closing with unread data
         makes TCP reset the connection before the client reads our answer), else close."""
-        if self.command not in ("PUT", "POST", "PROPFIND", "MKCOL", "COPY", "MOVE") or \
+        if self.command not in ("PUT", "POST", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE",
+                                "LOCK", "UNLOCK") or \
                 getattr(self, "_body_read", False):
             return
         self._body_read = True
@@ -330,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
             from archive.openapi import document
 
             return self.send_json(200, document(self.base_url()))
+        if "#" in self.path:  # a fragment is never sent (RFC 9112 3.2); DELETE /a/#b is not /a
+            raise BadRequest("a request target may not contain '#' (encode it as %23)")
         path = normalize(raw)
         getattr(self, f"_dav_{method.lower()}")(path, raw)
 
@@ -373,7 +381,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_OPTIONS(self) -> None:
         if self._api_allow() is not None:
             return self.send(200, headers={"Allow": ", ".join(self._api_allow() or ())})
-        self.send(200, headers={"DAV": "1", "Allow": ALLOW})
+        self.send(200, headers={"DAV": "1, 2", "Allow": ALLOW, "MS-Author-Via": "DAV"})
+
+    def do_PROPPATCH(self) -> None:
+        self.dispatch(self._route, "PROPPATCH")
+
+    def do_LOCK(self) -> None:
+        self.dispatch(self._route, "LOCK")
+
+    def do_UNLOCK(self) -> None:
+        self.dispatch(self._route, "UNLOCK")
 
     def _api_allow(self) -> tuple[str, ...] | None:
         """The methods of the JSON API resource addressed (None: a WebDAV path)."""
@@ -404,12 +421,200 @@ class Handler(BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def do_COPY(self) -> None:
-        # 501 (not 405 or 404): gfal2 then falls back to a streamed copy.
-        self._drain()
-        self.problem(501, "COPY (third-party copy) is not implemented; stream the data instead")
+        self.dispatch(self._route, "COPY")
 
     def _dav_copy(self, path: str, raw: str) -> None:
-        self.do_COPY()
+        """COPY inside the archive (RFC 4918 9.8). A pull third-party copy (``Source`` header,
+        no ``Destination``) stays 501: gfal2 then falls back to a streamed copy."""
+        if not self.headers.get("Destination"):
+            self._drain()
+            return self.problem(501, "third-party COPY (Source header) is not implemented; "
+                                     "stream the data instead")
+        dpath = self._destination("COPY")
+        if dpath is None:
+            return None
+        depth = (self.headers.get("Depth") or "infinity").strip().lower()
+        if depth not in ("0", "infinity"):
+            raise BadRequest("COPY takes Depth: 0 or infinity")
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized("COPY needs a bearer token or a client certificate")
+        a = self.archive
+        existed = bool(a.catalog.get_file(dpath) or a.catalog.get_dir(dpath))
+        for action, p in (("read", path), ("modify" if existed else "create", dpath)):
+            if not ident.allows(action, p):
+                raise Forbidden(f"{p}: {ident.name} lacks storage.{action}")
+        if not (a.catalog.get_file(path) or a.catalog.get_dir(path)):
+            raise NotFound(path)
+        self._check_locks(ident, tree=[dpath], parents=[dpath])
+        if existed:
+            if (self.headers.get("Overwrite") or "T").upper() == "F":
+                return self.problem(412, f"{dpath} exists and Overwrite is F")
+            if not a.catalog.get_dir(parent_of(dpath)):
+                raise Conflict(dpath, "parent collection does not exist")
+            a.delete(dpath)
+            self.server.locks.drop_below(dpath)
+        a.copy(path, dpath, ident.name, depth_infinity=depth == "infinity")
+        self.send(204 if existed else 201)
+
+    def _destination(self, method: str) -> str | None:
+        """The Destination header's path; None once a 502 (another server) was answered."""
+        dest = self.headers.get("Destination")
+        if not dest:
+            raise BadRequest(f"{method} needs a Destination header")
+        target = urlsplit(dest)
+        if target.netloc and not self._is_this_server(target.netloc):
+            # RFC 4918 9.8.5 / 9.9.4: a destination on another server is a 502, nothing touched
+            self._drain()
+            self.problem(502, f"{method} to another server ({target.netloc}) is not done here; "
+                              "copy the data there and delete it here")
+            return None
+        return normalize(target.path)
+
+    # -- WebDAV locks (RFC 4918 6, 9.10, 9.11, 10.4) --------------------------------------------
+    def _if_lists(self) -> list[tuple[str | None, list[davlocks.Condition]]]:
+        header = self.headers.get("If")
+        if not header:
+            return []
+        lists = davlocks.parse_if(header)
+        if lists is None:
+            raise BadRequest(f"malformed If header {header[:80]!r}")
+        return lists
+
+    def _etag_of(self, path: str) -> str | None:
+        f = self.archive.catalog.get_file(path)
+        return f'"{f.adler32}"' if f else None
+
+    def _check_if(self, path: str) -> set[str]:
+        """Evaluate the If header (412 when no list holds); returns the submitted lock tokens."""
+        lists = self._if_lists()
+        if not lists:
+            return set()
+        locks = self.server.locks
+        for resource, conds in lists:
+            rpath = normalize(urlsplit(resource).path) if resource else path
+            ok = True
+            for negated, kind, value in conds:
+                if kind == "token":
+                    lk = locks.get(value)
+                    hit = lk is not None and lk.covers(rpath)
+                else:
+                    hit = value == self._etag_of(rpath)
+                if hit == negated:
+                    ok = False
+                    break
+            if ok:
+                return davlocks.submitted_tokens(lists)
+        raise davlocks.PreconditionFailed(path, "no list of the If header holds (RFC 4918 10.4)")
+
+    def _check_locks(self, ident: Identity, own: tuple[str, ...] = (), tree: list[str] = (),
+                     parents: list[str] = ()) -> set[str]:
+        """423 unless every lock that guards the change is named in the If header by the
+        principal that holds it: locks covering ``own`` paths, locks on or inside ``tree``
+        paths, and locks covering the parent collection of ``parents`` (membership changes)."""
+        path = (own or tree or parents or ["/"])[0]
+        tokens = self._check_if(path)
+        locks = self.server.locks
+        guarding = []
+        for p in own:
+            guarding += locks.covering(p)
+        for p in tree:
+            guarding += locks.covering(p) + locks.below(p)
+        for p in parents:
+            if p != "/":
+                guarding += locks.covering(parent_of(p))
+        for lk in guarding:
+            if lk.token not in tokens or lk.principal != ident.name:
+                raise davlocks.Locked(lk.root)
+        return tokens
+
+    def _lock_answer(self, lk: davlocks.Lock, status: int, new: bool) -> None:
+        body = ('<?xml version="1.0" encoding="utf-8"?><D:prop xmlns:D="DAV:"><D:lockdiscovery>'
+                + lk.activelock(webdav.href(lk.root, False)) + "</D:lockdiscovery></D:prop>")
+        headers = {"Lock-Token": f"<{lk.token}>"} if new else {}
+        self.send(status, body.encode(), 'application/xml; charset="utf-8"', headers)
+
+    def _dav_lock(self, path: str, raw: str) -> None:
+        info = webdav.parse_lockinfo(self.read_body())
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: LOCK needs a bearer token or a client certificate")
+        a = self.archive
+        exists = bool(a.catalog.get_file(path) or a.catalog.get_dir(path))
+        action = "modify" if exists else "create"
+        if not ident.allows(action, path):
+            raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+        timeout = davlocks.parse_timeout(self.headers.get("Timeout"))
+        locks = self.server.locks
+        if info is None:  # refresh (RFC 4918 9.10.2): the token comes in the If header
+            tokens = self._check_if(path)
+            for t in tokens:
+                lk = locks.get(t)
+                if lk and lk.covers(path) and lk.principal == ident.name:
+                    locks.refresh(lk, timeout)
+                    return self._lock_answer(lk, 200, new=False)
+            raise davlocks.PreconditionFailed(path, "a lock refresh needs the lock's token in "
+                                                    "an If header")
+        depth = (self.headers.get("Depth") or "infinity").strip().lower()
+        if depth not in ("0", "infinity"):
+            raise BadRequest("LOCK takes Depth: 0 or infinity")
+        scope, owner = info
+        infinite = depth == "infinity" and bool(a.catalog.get_dir(path))
+        if locks.conflicts(path, scope, infinite):
+            raise davlocks.Locked(path)
+        if not exists:  # an unmapped URL: lock it as an empty resource (RFC 4918 7.3)
+            self._check_locks(ident, parents=[path])
+            if not a.catalog.get_dir(parent_of(path)):
+                raise Conflict(path, "parent collection does not exist")
+            import io
+
+            a.put_stream(path, io.BytesIO(b""), 0, ident.name)
+        lk = locks.add(path, scope, infinite, owner, ident.name, timeout)
+        self._lock_answer(lk, 200 if exists else 201, new=True)
+
+    def _dav_unlock(self, path: str, raw: str) -> None:
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: UNLOCK needs a bearer token or a client certificate")
+        token = (self.headers.get("Lock-Token") or "").strip().strip("<>")
+        if not token:
+            raise BadRequest("UNLOCK needs a Lock-Token header")
+        lk = self.server.locks.get(token)
+        if lk is None or not lk.covers(path):
+            return self.problem(409, f"{path}: no lock with that token covers this resource "
+                                     "(lock-token-matches-request-uri)")
+        if lk.principal != ident.name:
+            raise Forbidden(f"{path}: the lock belongs to someone else")
+        self.server.locks.remove(token)
+        self.send(204)
+
+    def _dav_proppatch(self, path: str, raw: str) -> None:
+        """Dead properties in the catalog (table dead_props), all or nothing (RFC 4918 9.2)."""
+        ops = webdav.parse_proppatch(self.read_body())
+        ident = self.identity()
+        if ident.anonymous:
+            raise Unauthorized(f"{path}: PROPPATCH needs a bearer token or a client certificate")
+        if not ident.allows("modify", path):
+            raise Forbidden(f"{path}: {ident.name} lacks storage.modify")
+        a = self.archive
+        is_dir = a.catalog.get_dir(path) is not None
+        if not is_dir and not a.catalog.get_file(path):
+            raise NotFound(path)
+        self._check_locks(ident, own=(path,))
+        names = [(ns, name) for _, ns, name, _ in ops]
+        bad = [n for n in names if n in webdav.PROTECTED]
+        if bad:
+            stats = [webdav._propstat([webdav.empty_element(n) for n in bad], "403 Forbidden")]
+            rest = [n for n in names if n not in webdav.PROTECTED]
+            if rest:
+                stats.append(webdav._propstat([webdav.empty_element(n) for n in rest],
+                                              "424 Failed Dependency"))
+        else:
+            a.catalog.patch_props(path, ops)
+            stats = [webdav._propstat([webdav.empty_element(n) for n in names], "200 OK")]
+        body = webdav.multistatus_of([f"<D:response><D:href>{webdav.href(path, is_dir)}"
+                                      f"</D:href>{''.join(stats)}</D:response>"])
+        self.send(207, body, 'application/xml; charset="utf-8"')
 
     # -- WebDAV --------------------------------------------------------------------------------
     def _dav_get(self, path: str, raw: str) -> None:
@@ -503,6 +708,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Unauthorized(f"{path}: uploads need a bearer token or a client certificate")
         if not ident.allows(action, path):
             raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+        self._check_locks(ident, own=(path,), parents=[path] if action == "create" else [])
         return ident
 
     def _dav_put(self, path: str, raw: str) -> None:
@@ -529,7 +735,9 @@ class Handler(BaseHTTPRequestHandler):
             raise Unauthorized(f"{path}: deletion needs a bearer token or a client certificate")
         if not ident.allows("modify", path):
             raise Forbidden(f"{path}: {ident.name} lacks storage.modify")
-        self.archive.delete(path)
+        self._check_locks(ident, tree=[path], parents=[path])
+        self.archive.delete(path)  # a collection with everything in it (RFC 4918 9.6.1)
+        self.server.locks.drop_below(path)
         self.send(204)
 
     def _dav_mkcol(self, path: str, raw: str) -> None:
@@ -541,11 +749,12 @@ class Handler(BaseHTTPRequestHandler):
             raise Unauthorized(f"{path}: MKCOL needs a bearer token or a client certificate")
         if not ident.allows("create", path):
             raise Forbidden(f"{path}: {ident.name} lacks storage.create")
+        self._check_locks(ident, parents=[path])
         self.archive.mkdir(path, ident.name, parents=False)
         self.send(201)
 
     def _dav_propfind(self, path: str, raw: str) -> None:
-        self.read_body()  # the requested properties: we always answer our full set
+        mode, names = webdav.parse_propfind(self.read_body())  # malformed XML: 400
         self.require("read", path)
         depth = (self.headers.get("Depth") or "1").strip().lower()
         if depth not in ("0", "1"):
@@ -564,19 +773,22 @@ class Handler(BaseHTTPRequestHandler):
             on_tape = bool(a.catalog.tape_replicas(x.file_id))
             loc[x.file_id] = ("DISK_AND_TAPE" if on_disk and on_tape else
                               "DISK" if on_disk else "TAPE" if on_tape else "LOST")
-        body = webdav.multistatus(d, f, children, loc)
+        res = webdav.resources(d, f, children, loc)
+        want_locks = mode == "prop" and any(n in webdav.LOCK_PROPS for n in names)
+        for r in res:
+            r.dead = a.catalog.get_props(r.path)
+            if want_locks:
+                active = "".join(lk.activelock(webdav.href(lk.root, False))
+                                 for lk in self.server.locks.covering(r.path))
+                r.live[(webdav.DAV, "lockdiscovery")] = \
+                    f"<D:lockdiscovery>{active}</D:lockdiscovery>"
+        body = webdav.multistatus_of([webdav.response(r, mode, names) for r in res])
         self.send(207, body, 'application/xml; charset="utf-8"')
 
     def _dav_move(self, path: str, raw: str) -> None:
-        dest = self.headers.get("Destination")
-        if not dest:
-            raise BadRequest("MOVE needs a Destination header")
-        target = urlsplit(dest)
-        if target.netloc and not self._is_this_server(target.netloc):
-            # RFC 4918 9.9.4: a destination on another server is a 502, and nothing is touched
-            return self.problem(502, f"MOVE to another server ({target.netloc}) is not done here; "
-                                     "copy the data there and delete it here")
-        dpath = normalize(target.path)
+        dpath = self._destination("MOVE")
+        if dpath is None:
+            return None
         ident = self.identity()
         if ident.anonymous:
             raise Unauthorized("MOVE needs a bearer token or a client certificate")
@@ -584,14 +796,22 @@ class Handler(BaseHTTPRequestHandler):
             if not ident.allows("modify", p):
                 raise Forbidden(f"{p}: {ident.name} lacks storage.modify")
         a = self.archive
+        if not (a.catalog.get_file(path) or a.catalog.get_dir(path)):
+            raise NotFound(path)
+        if dpath == path or dpath.startswith(path + "/"):
+            return self.problem(403, f"{dpath}: cannot move a resource onto or into itself")
+        self._check_locks(ident, tree=[path, dpath], parents=[path, dpath])
         existed = bool(a.catalog.get_file(dpath) or a.catalog.get_dir(dpath))
         if existed:
+            # Overwrite: T (the default) deletes the destination first (RFC 4918 9.9.3), 204
             if (self.headers.get("Overwrite") or "T").upper() == "F":
                 return self.problem(412, f"{dpath} exists and Overwrite is F")
-            if a.catalog.get_dir(dpath):
-                raise Conflict(dpath, "will not overwrite a collection")
             a.delete(dpath)
+            self.server.locks.drop_below(dpath)
+        elif not a.catalog.get_dir(parent_of(dpath)):
+            raise Conflict(dpath, "parent collection does not exist")
         a.move(path, dpath)
+        self.server.locks.drop_below(path)  # locks stay with the URL, not the resource
         self.send(204 if existed else 201)
 
     def _is_this_server(self, netloc: str) -> bool:
