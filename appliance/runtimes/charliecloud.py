@@ -408,6 +408,8 @@ class CharliecloudRuntime:
         script = " && ".join([*binds, 'exec "$@"'])
         cmd = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--",
                "/bin/sh", "-c", script, "appliance-ch"]
+        if os.geteuid() == 0:  # root runs the container as the spec's user, like an unprivileged caller
+            cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups", "--", *cmd]
         if spec.cpus:
             allowed = sorted(os.sched_getaffinity(0))
             n = max(1, min(len(allowed), math.ceil(spec.cpus)))
@@ -455,7 +457,14 @@ class CharliecloudRuntime:
             yield from list(self._running)
 
 
+ROOT_CACHE = Path("/var/cache/appliance/charliecloud")
+
+
 def default_cache(settings: Any) -> Path:
+    """Per user in the image store; for root a world-traversable place, since root runs the
+    container as ``run_uid`` (nobody), which must reach the image (``/root`` is 0700)."""
+    if os.geteuid() == 0 and Path(settings.image_store).is_relative_to(Path.home()):
+        return ROOT_CACHE
     return Path(settings.image_store) / "charliecloud"
 
 
