@@ -1,154 +1,170 @@
-"""Partitioning throughput and peak memory on synthetic rows (default 1e7), with two baselines.
+"""Partitioner throughput (rows per CPU-second), peak RSS and the 2-worker speed-up, as in issue #18.
 
-Measured on the same data in this script:
-  core      Chunker.locate_all (chunk + sub-chunk + every overlap location), numpy, one core
-  read      baseline 1: reading the same rows' RA/Dec from Parquet (raw numpy read)
-  sphgeom   baseline 2: lsst.sphgeom per-row chunk lookup (getSubChunksIntersecting on a
-            tiny circle per row; the only per-position lookup sphgeom offers), on a sample
-  e2e       Parquet in -> chunk_<id>.txt / _overlap.txt CSV out (partition_table), in a child
-            process so its peak RSS is its own
+Uniform random rows over the whole sky (id, ra, dec, flux, flag; a CSV without header as
+``sph-partition`` takes it), each run a separate process, output to tmpfs (/dev/shm) so the CPU,
+not the disk, is measured. CPU = user + system of the run's process tree (os.wait4 / RUSAGE_CHILDREN),
+peak RSS = the largest process of the tree.
 
-Usage: .venv/bin/python bench/qserv_partition.py [--rows N] [--quick] [--json]
+Compared, in this script:
+  ours      appliance qserv partition --input rows.csv --fields ... --pos ra,dec --id id
+  read      baseline: pyarrow reading the same CSV and parsing ra/dec (what any partitioner must do)
+  sph       Qserv's sph-partition on the same file, when --sph-partition PATH is given; otherwise the
+            ratio is against the figures RECORDED IN ISSUE #18 (measured by the issue's reporter on
+            this machine, not re-measured here: sph-partition cannot be built without Qserv's source)
+
+Usage: .venv/bin/python bench/qserv_partition.py [--cases 1e6:340/3/0.01667,1e6:85/12/0.1,1e7:340/3/0.01667]
+       [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
+import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.csv as pacsv
+
+REPO = Path(__file__).resolve().parents[1]
+FIELDS = "id,ra,dec,flux,flag"
+# issue #18's table: sph-partition rows per CPU-second (one process, output to tmpfs)
+ISSUE_SPH = {("1e6", "340/3/0.01667"): 142_000, ("1e6", "85/12/0.1"): 176_000, ("1e7", "340/3/0.01667"): 419_000}
 
 
-def make_parquet(path: Path, rows: int, seed: int = 1) -> None:
-    """A 30 x 30 deg region around (RA 10, Dec -20), crossing RA 0 (like a survey tract set)."""
+def make_csv(path: Path, rows: int, seed: int = 1) -> None:
     rng = np.random.default_rng(seed)
-    writer = None
-    step = 1_000_000
-    for start in range(0, rows, step):
-        n = min(step, rows - start)
-        ra = np.mod(rng.uniform(-15, 15, n) + 10, 360)
-        dec = rng.uniform(-35, -5, n)
-        t = pa.table(
-            {
-                "objectId": np.arange(start, start + n, dtype=np.int64),
-                "coord_ra": ra,
-                "coord_dec": dec,
-                "r_psfFlux": rng.lognormal(5, 1, n),
-                "r_psfFlux_flag": rng.uniform(0, 1, n) < 0.01,
-            }
-        )
-        if writer is None:
-            writer = pq.ParquetWriter(str(path), t.schema)
-        writer.write_table(t)
-    writer.close()
+    with open(path, "wb") as fh:
+        for start in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - start)
+            t = pa.table({
+                "id": np.arange(start, start + n, dtype=np.int64),
+                "ra": rng.uniform(0, 360, n),
+                "dec": np.degrees(np.arcsin(rng.uniform(-1, 1, n))),
+                "flux": rng.lognormal(5, 1, n),
+                "flag": (rng.uniform(0, 1, n) < 0.01).astype(np.int8),
+            })
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(t, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+            fh.write(sink.getvalue().to_pybytes())
 
 
-def _e2e(args: tuple[str, str, int]) -> dict:
-    from appliance.qserv.chunker import Chunker
-    from appliance.qserv.felis_schema import ColumnSchema, TableSchema
-    from appliance.qserv.partition import partition_table
+def run(cmd: list[str]) -> dict:
+    """Run ``cmd`` as a child: wall, CPU (user + sys of it and its children), peak RSS."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:  # files, not pipes: the JSON is MBs
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0), err.seek(0)  # type: ignore[func-returns-value]
+        text, errtext = out.read().decode(), err.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {errtext[-2000:]}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024, "stdout": text}
 
-    src, out, batch = args
-    cols = [
-        ColumnSchema("objectId", "long", False),
-        ColumnSchema("coord_ra", "double", False),
-        ColumnSchema("coord_dec", "double", False),
-        ColumnSchema("r_psfFlux", "double"),
-        ColumnSchema("r_psfFlux_flag", "boolean", False),
-    ]
-    table = TableSchema("Object", cols, "objectId", ra="coord_ra", dec="coord_dec")
-    s = partition_table(src, table, out, Chunker(), batch_rows=batch)
-    return {
-        "rows": s.rows,
-        "seconds": s.seconds,
-        "overlap_rows": s.overlap_rows,
-        "chunks": sum(1 for v in s.chunks.values() if v["rows"]),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+
+def ours(src: Path, out: Path, grid: str, workers: int = 1) -> dict:
+    s, ss, ov = grid.split("/")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "appliance.cli", "qserv", "partition", "--input", str(src), "--format", "csv", "--fields", FIELDS,
+           "--pos", "ra,dec", "--id", "id", "--table", "Object", "--num-stripes", s, "--num-sub-stripes", ss, "--overlap", ov,
+           "--workers", str(workers), "--out", str(out)]
+    r = run(cmd)
+    r.pop("stdout")
+    summary = json.loads((out / "Object" / "partition.json").read_text())
+    # the children's peak RSS is in the summary (wait4 reports the largest process of the tree too)
+    r["rss_mb"] = max(r["rss_mb"], summary["peak_rss_mb"])
+    r["files"], r["overlap_rows"] = summary["files"], summary["overlap_rows"]
+    shutil.rmtree(out, ignore_errors=True)
+    return r
+
+
+def sph(binary: str, src: Path, out: Path, grid: str) -> dict:
+    s, ss, ov = grid.split("/")
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [binary, "--in.path", str(src), "--in.csv.field", FIELDS, "--in.csv.delimiter", ",", "--part.pos", "ra,dec",
+           "--part.id", "id", "--part.num-stripes", s, "--part.num-sub-stripes", ss, "--part.overlap", ov,
+           "--mr.num-workers", "1", "--out.dir", str(out)]
+    r = run(cmd)
+    r.pop("stdout")
+    shutil.rmtree(out, ignore_errors=True)
+    return r
+
+
+def read_baseline(src: Path) -> dict:
+    """Reading and parsing the positions of the same CSV, single-threaded, in this process."""
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    opts = pacsv.ReadOptions(column_names=FIELDS.split(","), use_threads=False, block_size=8 << 20)
+    conv = pacsv.ConvertOptions(include_columns=["ra", "dec"])
+    n = 0
+    with pacsv.open_csv(str(src), read_options=opts, convert_options=conv) as reader:
+        for batch in reader:
+            n += batch.num_rows
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), "rows": n}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rows", type=int, default=10_000_000)
-    p.add_argument("--quick", action="store_true", help="1e6 rows")
-    p.add_argument("--batch-rows", type=int, default=1_000_000)
+    p.add_argument("--cases", default="1e6:340/3/0.01667,1e6:85/12/0.1,1e7:340/3/0.01667", help="ROWS:STRIPES/SUBSTRIPES/OVERLAP,...")
+    p.add_argument("--workers-case", default="1e7:340/3/0.01667", help="case run with --workers 1 and 2 ('' to skip)")
+    p.add_argument("--sph-partition", help="path to Qserv's sph-partition binary: measured side by side")
+    p.add_argument("--tmp", default="/dev/shm" if Path("/dev/shm").is_dir() else None, help="scratch (default /dev/shm)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    rows = 1_000_000 if a.quick else a.rows
-
-    from appliance.qserv.chunker import Chunker
-
-    tmp = Path(tempfile.mkdtemp(prefix="qserv-bench-"))
+    os.chdir(REPO)
+    tmp = Path(tempfile.mkdtemp(prefix="qserv-part-bench-", dir=a.tmp))
+    results = []
     try:
-        src = tmp / "rows.parquet"
-        make_parquet(src, rows)
-        # baseline 1: raw read of RA/Dec
-        t0 = time.perf_counter()
-        pf = pq.ParquetFile(str(src))
-        n_read = 0
-        for b in pf.iter_batches(batch_size=a.batch_rows, columns=["coord_ra", "coord_dec"]):
-            ra = b.column(0).to_numpy()
-            n_read += ra.size
-        t_read = time.perf_counter() - t0
-        # core: locate_all over the same batches (includes the read)
-        ch = Chunker()
-        t0 = time.perf_counter()
-        n_ov = 0
-        for b in pf.iter_batches(batch_size=a.batch_rows, columns=["coord_ra", "coord_dec"]):
-            loc = ch.locate_all(b.column(0).to_numpy(), b.column(1).to_numpy())
-            n_ov += loc.overlap_row.size
-        t_core = time.perf_counter() - t0
-        # baseline 2: sphgeom per-row lookup on a sample
-        import lsst.sphgeom as sg
-
-        sgc = sg.Chunker(340, 3)
-        sample = next(pf.iter_batches(batch_size=20_000, columns=["coord_ra", "coord_dec"]))
-        sra, sdec = sample.column(0).to_numpy(), sample.column(1).to_numpy()
-        eps = sg.Angle.fromDegrees(1e-9)
-        t0 = time.perf_counter()
-        for r, d in zip(sra, sdec, strict=True):
-            sgc.getSubChunksIntersecting(sg.Circle(sg.UnitVector3d(sg.LonLat.fromDegrees(r, d)), eps))
-        t_sg = time.perf_counter() - t0
-        # end to end in a child process (its own peak RSS)
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(1) as pool:
-            e2e = pool.apply(_e2e, ((str(src), str(tmp / "out"), a.batch_rows),))
-        res = {
-            "rows": rows,
-            "read_rows_per_s": n_read / t_read,
-            "core_rows_per_s": rows / t_core,
-            "core_overlap_locations": int(n_ov),
-            "sphgeom_rows_per_s": sra.size / t_sg,
-            "core_vs_sphgeom": (rows / t_core) / (sra.size / t_sg),
-            "core_vs_read": (rows / t_core) / (n_read / t_read),
-            "e2e_rows_per_s": e2e["rows"] / e2e["seconds"],
-            "e2e_seconds": e2e["seconds"],
-            "e2e_chunks": e2e["chunks"],
-            "e2e_overlap_rows": e2e["overlap_rows"],
-            "e2e_peak_rss_mb": e2e["peak_rss_mb"],
-            "output_mb": sum(f.stat().st_size for f in (tmp / "out" / "Object").glob("chunk_*")) / 1e6,
-        }
+        cases = [c.split(":") for c in a.cases.split(",") if c]
+        wc = a.workers_case.split(":") if a.workers_case else None
+        for rows_s in sorted({c[0] for c in cases} | ({wc[0]} if wc else set()), key=float):
+            src = tmp / f"rows_{rows_s}.csv"
+            make_csv(src, int(float(rows_s)))
+            base = read_baseline(src)
+            for r_s, grid in [c for c in cases if c[0] == rows_s]:
+                n = int(float(r_s))
+                res = {"rows": n, "grid": grid, **{k: v for k, v in ours(src, tmp / "out", grid).items()}}
+                res["rows_per_cpu_s"] = n / res["cpu"]
+                res["read_rows_per_cpu_s"] = n / base["cpu"]
+                if a.sph_partition:
+                    s = sph(a.sph_partition, src, tmp / "sph", grid)
+                    res.update(sph_source="measured here", sph_rows_per_cpu_s=n / s["cpu"], sph_rss_mb=s["rss_mb"])
+                elif (r_s, grid) in ISSUE_SPH:
+                    res.update(sph_source="issue #18 (recorded)", sph_rows_per_cpu_s=ISSUE_SPH[(r_s, grid)])
+                if "sph_rows_per_cpu_s" in res:
+                    res["vs_sph"] = res["rows_per_cpu_s"] / res["sph_rows_per_cpu_s"]
+                results.append(res)
+            if wc and wc[0] == rows_s:
+                one = ours(src, tmp / "out", wc[1], 1)
+                two = ours(src, tmp / "out", wc[1], 2)
+                results.append({"rows": int(float(rows_s)), "grid": wc[1], "workers_1_wall": one["wall"], "workers_2_wall": two["wall"],
+                                "speedup_2_workers": one["wall"] / two["wall"], "workers_2_rss_mb": two["rss_mb"],
+                                "load_average": os.getloadavg()[0]})
+            src.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if a.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(results, indent=2))
         return
-    print(f"rows: {rows:,} (30x30 deg region across RA 0; 340 stripes, 3 sub-stripes, overlap 1 arcmin)")
-    print(f"baseline read (Parquet -> numpy RA/Dec): {res['read_rows_per_s']:,.0f} rows/s")
-    print(f"baseline lsst.sphgeom per-row lookup:    {res['sphgeom_rows_per_s']:,.0f} rows/s")
-    print(f"core locate_all incl. overlaps (1 core): {res['core_rows_per_s']:,.0f} rows/s "
-          f"= {res['core_vs_sphgeom']:.0f}x sphgeom per-row, {res['core_vs_read']:.2f}x raw read")
-    print(f"end to end (CSV chunk files written):    {res['e2e_rows_per_s']:,.0f} rows/s, {res['e2e_seconds']:.1f} s, "
-          f"{res['e2e_chunks']} chunks, {res['e2e_overlap_rows']:,} overlap rows, {res['output_mb']:.0f} MB, "
-          f"peak RSS {res['e2e_peak_rss_mb']:.0f} MB")
+    for r in results:
+        if "speedup_2_workers" in r:
+            print(f"{r['rows']:.0e} {r['grid']}: --workers 2 {r['workers_2_wall']:.1f} s vs 1 worker {r['workers_1_wall']:.1f} s wall = "
+                  f"{r['speedup_2_workers']:.2f}x (load average {r['load_average']:.1f} on {os.cpu_count()} cores)")
+            continue
+        line = (f"{r['rows']:.0e} {r['grid']}: {r['rows_per_cpu_s']:,.0f} rows/CPU-s ({r['cpu']:.1f} CPU-s, {r['wall']:.1f} s wall), "
+                f"peak RSS {r['rss_mb']:.0f} MB, {r['files']} files; = {r['rows_per_cpu_s'] / r['read_rows_per_cpu_s']:.2f}x the CSV read baseline "
+                f"({r['read_rows_per_cpu_s']:,.0f} rows/CPU-s)")
+        if "vs_sph" in r:
+            line += f"; {r['vs_sph']:.2f}x sph-partition ({r['sph_rows_per_cpu_s']:,.0f}, {r['sph_source']})"
+        print(line)
 
 
 if __name__ == "__main__":
