@@ -142,6 +142,10 @@ class Archive:
         self.recall_policy = plan_recalls
         self._candidates: list[tuple[FileEntry, list[int]]] | None = None
         self._force_migration = False  # `archive migrate`: write what waits now, not by age
+        #: pools that already hold a pending namespace record (seq -> pools); a record leaves
+        #: the catalog's log once every pool has it, so each pool's cartridges alone rebuild
+        #: the namespace (lost on restart: the records are then written again, harmlessly)
+        self._log_pools: dict[int, set[str]] = {}
         self.exclusive = exclusive
         if exclusive:
             self.recover()
@@ -748,10 +752,11 @@ class Archive:
                    for d in self.library.drives):
                 continue  # one writer per pool
             files = [(f, copy_no) for f, held in cands if copy_no not in held]
-            if not files and not logs:
+            pool_logs = [r for r in logs if pool not in self._log_pools.get(r.seq, ())]
+            if not files and not pool_logs:
                 continue
             size = sum(f.size for f, _ in files)
-            cart = self.library.write_tape(pool, size + 4096 * (len(files) + len(logs)))
+            cart = self.library.write_tape(pool, size + 4096 * (len(files) + len(pool_logs)))
             if cart.tape in busy_tapes:
                 continue
             idle = [d for d in self.library.drives if d.idle]
@@ -759,7 +764,8 @@ class Archive:
                 break
             d = next((x for x in idle if x.tape == cart.tape), None) or next(
                 (x for x in idle if x.tape is None), idle[0])
-            op = Op("write", cart.tape, now, now, files=files, log_seqs=[r.seq for r in logs])
+            op = Op("write", cart.tape, now, now, files=files,
+                    log_seqs=[r.seq for r in pool_logs])
             self._start(d, op, cart.used)
             busy_tapes.add(cart.tape)
             started = True
@@ -787,13 +793,14 @@ class Archive:
             return
         pool = self.library.tapes[op.tape].pool
         logs = {r.seq: r for r in self.catalog.pending_log()}
+        written_logs = []
         for seq in op.log_seqs:
             r = logs.get(seq)
             if r:
                 self.library.append(op.tape, {"kind": r.kind, "path": r.path, "target": r.target,
                                               "seq": r.seq, "at": r.at, "owner": r.owner,
                                               "size": 0}, None)
-        written_logs = op.log_seqs
+                written_logs.append(seq)
         for f, copy_no in op.files:
             with self.catalog.tx():  # the path and its event number, read together
                 current = self.catalog.get_file_by_id(f.file_id)
@@ -815,8 +822,16 @@ class Archive:
         cart = self.library.tapes[op.tape]
         d.head = cart.used
         # a log record is done once every pool has it (each pool writes it in its own op)
-        if written_logs and (pool == self.library.pools[-1]):
-            self.catalog.drop_log(written_logs)
+        everywhere = set(self.library.pools)
+        done = []
+        for seq in written_logs:
+            held = self._log_pools.setdefault(seq, set())
+            held.add(pool)
+            if held >= everywhere:
+                done.append(seq)
+                del self._log_pools[seq]
+        if done:
+            self.catalog.drop_log(done)
 
     # -- housekeeping --------------------------------------------------------------------------
     def _housekeeping(self, now: float) -> None:
