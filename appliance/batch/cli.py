@@ -69,7 +69,10 @@ def _batch(args: argparse.Namespace) -> int:
         requests = stage_all(uris)
         staged = len(requests)
     root = batch_root(settings.home, args.recipe)
-    items = derive(args.recipe, root, name, uris)
+    from appliance.runs.runner import Runner
+
+    base_lock = Runner(settings, on_log=lambda line: None).lock(args.recipe)  # once, for every item
+    items = derive(args.recipe, root, name, uris, base_lock)
     slurm_options: dict[str, object] = {"log_directory": str(root / "slurm-logs")}
     if args.slurm_partition:
         slurm_options["queue"] = args.slurm_partition

@@ -17,6 +17,8 @@ from pathlib import Path
 import yaml
 
 from appliance.errors import ConfigError, RecipeError
+from appliance.hashing import sha256_file
+from appliance.recipes.lock import LockedInput, RecipeLock
 from appliance.recipes.model import load_recipe
 from appliance.runs.codearchive import recipe_files
 
@@ -71,8 +73,25 @@ def input_name(recipe_dir: Path, wanted: str | None) -> str:
     return wanted
 
 
-def derive(recipe_dir: Path, root: Path, name: str, uris: list[str]) -> list[Item]:
-    """Write (or refresh) one recipe directory per URI under ``root/items``."""
+def write_item_lock(base: RecipeLock, directory: Path, name: str, uri: str) -> None:
+    """The item's recipe.lock from the base recipe's: same image ID, the item's local input
+    hashed here. Locking each item from scratch parses images.lock (pure-Python YAML) twice:
+    0.9 s per item measured, more than the container run itself."""
+    if "://" in uri:
+        return  # remote: the worker locks it (the resolver knows how to checksum it)
+    path = Path(uri)
+    item_input = LockedInput(name, uri, sha256_file(path), path.stat().st_size)
+    lock = RecipeLock(recipe=base.recipe, image_ref=base.image_ref, image_id=base.image_id,
+                      inputs=[item_input if i.name == name else i for i in base.inputs])
+    previous = RecipeLock.load(directory)
+    if previous is None or (previous.image_id, previous.inputs) != (lock.image_id, lock.inputs):
+        lock.save(directory)
+
+
+def derive(recipe_dir: Path, root: Path, name: str, uris: list[str],
+           base_lock: RecipeLock | None = None) -> list[Item]:
+    """Write (or refresh) one recipe directory per URI under ``root/items`` (with its lock when
+    ``base_lock``, the base recipe's, is given)."""
     recipe_dir = recipe_dir.resolve()
     files = recipe_files(recipe_dir)
     definition = yaml.safe_load((recipe_dir / "recipe.yaml").read_text())
@@ -95,5 +114,7 @@ def derive(recipe_dir: Path, root: Path, name: str, uris: list[str]) -> list[Ite
         recipe_yaml = d / "recipe.yaml"
         if not recipe_yaml.is_file() or recipe_yaml.read_text() != text:
             recipe_yaml.write_text(text)
+        if base_lock is not None:
+            write_item_lock(base_lock, d, name, uri)
         items.append(Item(i, uri, d))
     return items

@@ -35,8 +35,11 @@ def run_item(settings: Settings, index: int, uri: str, directory: str, retries: 
     for attempt in range(1, retries + 2):
         try:
             runner = _runner(settings)
-            runner.lock(Path(directory))
-            outcome = runner.run(Path(directory))
+            try:  # the item's lock was written with it; re-lock only when it is stale
+                outcome = runner.run(Path(directory))
+            except (ChecksumMismatch, RecipeError):
+                runner.lock(Path(directory))
+                outcome = runner.run(Path(directory))
             state = "flagged" if errors else "done"
             return {"index": index, "uri": uri, "state": state, "run_id": outcome.record.run_id,
                     "cache_hit": outcome.cache_hit, "attempts": attempt, "errors": errors,
