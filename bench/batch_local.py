@@ -1,7 +1,8 @@
 """`appliance batch` on the embedded LocalCluster vs a plain loop of `appliance run`, and the
 scheduling overhead per item.
 
-Baseline: `appliance run DIR -q` once per item, one after the other (what a shell loop does).
+Baseline: `appliance run DIR -q` once per item, one after the other (what a shell loop does),
+each item directory already locked (as the batch writes them).
 Ours: `appliance batch RECIPE --inputs GLOB` over the same N trivial items (copy the input to
 /output) on the default LocalCluster (one worker process per core), from a cold run store; each
 side has its own home, so neither gets cache hits. Scheduling overhead: (a) a Dask round trip
@@ -68,7 +69,12 @@ def main() -> int:
         (rec / "recipe.yaml").write_text(yaml.safe_dump({
             "name": "trivial", "image": image, "inputs": [{"name": "data.txt", "uri": "seed.txt"}],
             "command": ["cp", "/input/data.txt", "/output/out.txt"], "outputs": [{"path": "out.txt"}]}))
-        items = derive(rec, t / "loop-items", "data.txt", [str(p) for p in sorted(data.iterdir())])
+        from appliance.config import Settings
+        from appliance.runs.runner import Runner
+
+        # the loop's items get their recipe.lock as the batch's do: both time runs, not locking
+        base = Runner(Settings.load(home=t / "loop-home"), on_log=lambda line: None).lock(rec)
+        items = derive(rec, t / "loop-items", "data.txt", [str(p) for p in sorted(data.iterdir())], base)
         start = time.perf_counter()
         for it in items:
             subprocess.run([APPLIANCE, "run", str(it.directory), "-q", "--home", str(t / "loop-home")],
