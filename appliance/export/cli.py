@@ -9,6 +9,7 @@ from pathlib import Path
 from appliance.config import Settings
 from appliance.errors import ConfigError
 from appliance.runs.record import RunStore
+from appliance.runtimes import runtime_names
 from appliance.store import ContentStore
 
 
@@ -23,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--ro-crate", type=Path, metavar="DIR")
     q.add_argument("--bundle", type=Path, metavar="FILE.tar")
     q.add_argument("--home", type=Path)
-    q.add_argument("--runtime", choices=["docker", "podman"])
+    q.add_argument("--runtime", choices=runtime_names())
     q.add_argument("--json", action="store_true", help="print the written paths as JSON")
     q.set_defaults(func=_export)
     q = sub.add_parser("import", help="import a bundle: image, objects and run record (verified)")
     q.add_argument("bundle", type=Path)
     q.add_argument("--home", type=Path)
-    q.add_argument("--runtime", choices=["docker", "podman"])
+    q.add_argument("--runtime", choices=runtime_names())
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_import)
 
