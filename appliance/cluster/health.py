@@ -2,7 +2,7 @@
 
 Why the probe runs *on the node* (a stdlib Python script handed to ``python3 -c``): the services
 bind 127.0.0.1 by default, so only the node itself can reach them; and the node reports the host
-name it really has (``socket.getfqdn()``), which may differ from its inventory name (a container's
+name it really has (``socket.gethostname()``, fully qualified when the resolver knows it), which may differ from its inventory name (a container's
 is its ID, a VM's what cloud-init gave it). Which services to probe follows the node's inventory
 groups; ports and addresses come from the host's variables, else from the role's defaults.
 
@@ -27,9 +27,10 @@ import yaml
 from appliance.cluster.inventory import PLAYBOOKS, Node
 
 PROBE_SCRIPT = r'''
-import json, socket, ssl, sys, urllib.request
+import json, socket, ssl, sys, time, urllib.request
 checks = json.loads(sys.argv[1])
-print("hostname: " + socket.getfqdn())
+name, fqdn = socket.gethostname(), socket.getfqdn()
+print("hostname: " + (fqdn if fqdn.split(".")[0] == name else name))
 bad = 0
 def tcp(host, port, n=256):
     with socket.create_connection((host, int(port)), timeout=5) as s:
@@ -44,9 +45,16 @@ for c in checks:
             ctx = ssl.create_default_context()
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # liveness, no credentials
             url = "%s://%s:%s%s" % (c["scheme"], host, port, c["path"])
-            with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
-                detail = "%s %d" % (url, r.status)
-                ok = r.status == 200
+            for attempt in range(3):  # a reset under load is retried; the last error is reported
+                try:
+                    with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
+                        detail = "%s %d" % (url, r.status)
+                        ok = r.status == 200
+                    break
+                except (ConnectionError, ssl.SSLError):
+                    if attempt == 2:
+                        raise
+                    time.sleep(1 + attempt)
         elif kind == "banner":
             line = tcp(host, port).decode(errors="replace").strip().splitlines()
             detail = line[0] if line else "no banner"

@@ -38,11 +38,11 @@ def test_every_container_is_pinned_by_digest(role):
 
 
 def test_czar_ports_and_services_follow_variables():
-    extra = {**VARS, "qserv_port_repl_controller": 35081, "qserv_port_czar_http": 5048}
+    extra = {**VARS, "qserv_port_repl_controller": 35081}
     containers = {c["name"]: c for c in render_var(["qserv", "qserv_czar"], extra, "qserv_czar_containers")}
     assert {"qserv-czar-db", "qserv-czar-proxy", "qserv-repl-controller"} <= set(containers)
-    assert "35081" in map(str, containers["qserv-repl-controller"]["command"])
-    assert "5048" in map(str, containers["qserv-czar-http"]["command"])
+    assert "--http-port=35081" in map(str, containers["qserv-repl-controller"]["command"])
+    assert "qserv-czar-http" not in containers  # no czar-http in the pinned entrypoint (#15)
     # The cmsd manager waits for every worker of the inventory.
     cmd = containers["qserv-czar-cmsd"]["command"]
     assert str(cmd[cmd.index("--cms-delay-servers") + 1]) == "2"
