@@ -523,8 +523,12 @@ class Handler(BaseHTTPRequestHandler):
         for p in parents:
             if p != "/":
                 guarding += locks.covering(parent_of(p))
-        for lk in guarding:
-            if lk.token not in tokens or lk.principal != ident.name:
+        def held(lk: davlocks.Lock) -> bool:
+            return lk.token in tokens and lk.principal == ident.name
+
+        for lk in guarding:  # every exclusive lock, and one of the shared ones (RFC 4918 6.2)
+            if not held(lk) and (lk.scope == "exclusive" or
+                                 not any(held(x) for x in guarding if x.scope == "shared")):
                 raise davlocks.Locked(lk.root)
         return tokens
 
