@@ -1,0 +1,200 @@
+"""Write a GADF DL3 directory atomically, and check that one conforms.
+
+``convert`` is the imperative shell around ``irf.compute`` and ``events``: read, select, compute,
+write everything into ``.<name>.tmp-*`` beside the target, then one ``rename``. A failure at any
+step removes the temporary directory, so no partial product ever carries the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from pyirf.io.gadf import (
+    create_aeff2d_hdu,
+    create_background_2d_hdu,
+    create_energy_dispersion_hdu,
+    create_psf_table_hdu,
+    create_rad_max_hdu,
+)
+
+from appliance.dl3 import events, io, irf
+from appliance.dl3.errors import DL3InputError
+from appliance.fsutil import fsync_dir
+
+HDU_NAMES = {"aeff": "EFFECTIVE AREA", "edisp": "ENERGY DISPERSION", "psf": "PSF", "bkg": "BACKGROUND",
+             "rad_max": "RAD_MAX"}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    events: tuple[Path, ...]
+    mc: Path
+    out: Path
+    point_like: bool = True
+    background_mc: Path | None = None
+    cuts: irf.Cuts = field(default_factory=irf.Cuts)
+    binning: irf.Binning = field(default_factory=irf.Binning)
+    force: bool = False
+
+
+@dataclass
+class ConvertResult:
+    out: Path
+    point_like: bool
+    observations: list[dict]
+    irf_hdus: list[str]
+    n_mc_selected: int
+
+    ok = True
+
+    def to_json(self) -> dict:
+        return {"ok": True, "out": str(self.out), "point_like": self.point_like, "observations": self.observations,
+                "irf_hdus": self.irf_hdus, "n_mc_selected": self.n_mc_selected}
+
+    def report(self) -> str:
+        n = sum(o["n_events"] for o in self.observations)
+        kind = "point-like" if self.point_like else "full-enclosure"
+        return (f"{self.out}: {len(self.observations)} observations, {n} events after cuts, {kind} IRFs "
+                f"({', '.join(self.irf_hdus)}) from {self.n_mc_selected} selected MC gammas")
+
+
+def read_inputs(opts: ConvertOptions) -> tuple[list[tuple[Path, io.Columns, io.Columns, io.Columns]], dict]:
+    """Read and validate every input before anything is computed or written."""
+    data = []
+    for path in opts.events:
+        ev = io.read_table(path, "events", io.EVENTS)
+        if len(ev["event_id"]) == 0:
+            raise DL3InputError(path, "the event list is empty", "event_id")
+        data.append((Path(path), ev, io.read_table(path, "observation", io.OBSERVATION),
+                     io.read_table(path, "gti", io.GTI)))
+    mc = {"gamma": io.read_table(opts.mc, "events", io.MC_EVENTS),
+          "gamma_sim": irf.simulation_info(opts.mc, io.read_table(opts.mc, "simulation", io.SIMULATION))}
+    if len(mc["gamma"]["true_energy"]) == 0:
+        raise DL3InputError(opts.mc, "the MC event list is empty", "true_energy")
+    if opts.background_mc is not None:
+        mc["proton"] = io.read_table(opts.background_mc, "events", io.MC_EVENTS)
+        mc["proton_sim"] = irf.simulation_info(opts.background_mc,
+                                               io.read_table(opts.background_mc, "simulation", io.SIMULATION))
+    return data, mc
+
+
+def irf_hdus(irfs: irf.IRFs, obs_id: int) -> list[fits.BinTableHDU]:
+    b = irfs.binning
+    cards = {"OBS_ID": obs_id, **events.TELESCOPE, **irfs.cuts.cards(irfs.point_like)}
+    e_true, offs = b.true_energy * u.TeV, b.fov_offset * u.deg
+    hdus = [create_aeff2d_hdu(irfs.aeff, e_true, offs, extname=HDU_NAMES["aeff"], point_like=irfs.point_like, **cards),
+            create_energy_dispersion_hdu(irfs.edisp, e_true, b.migration, offs, point_like=irfs.point_like,
+                                         extname=HDU_NAMES["edisp"], **cards)]
+    if irfs.point_like:
+        rad = np.full((len(b.reco_energy) - 1, 1), irfs.cuts.theta) * u.deg
+        hdus.append(create_rad_max_hdu(rad, b.reco_energy * u.TeV, [b.fov_offset[0], b.fov_offset[-1]] * u.deg,
+                                       extname=HDU_NAMES["rad_max"], **cards))
+    if irfs.psf is not None:
+        hdus.append(create_psf_table_hdu(irfs.psf, e_true, b.source_offset * u.deg, offs,
+                                         extname=HDU_NAMES["psf"], **cards))
+    if irfs.bkg is not None:
+        hdus.append(create_background_2d_hdu(irfs.bkg, b.reco_energy * u.TeV, b.bkg_offset * u.deg,
+                                             extname=HDU_NAMES["bkg"], **cards))
+    for h in hdus:
+        h.header["HDUVERS"] = "0.3"
+    return hdus
+
+
+def convert(opts: ConvertOptions) -> ConvertResult:
+    out = Path(opts.out)
+    if out.exists() and not opts.force:
+        raise DL3InputError(out, "exists; remove it or pass --force to replace it")
+    data, mc = read_inputs(opts)
+    gamma = irf.mc_table(mc["gamma"], opts.cuts)
+    proton = irf.mc_table(mc["proton"], opts.cuts) if "proton" in mc else None
+    irfs = irf.compute(gamma, mc["gamma_sim"], point_like=opts.point_like, binning=opts.binning, cuts=opts.cuts,
+                       proton=proton, proton_sim=mc.get("proton_sim"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        observations, hdu_rows = [], []
+        cut_cards = opts.cuts.cards(opts.point_like)
+        for path, ev, obs, gti in data:
+            for obs_id in np.unique(ev["obs_id"]).astype(int):
+                info, gti_met, shift = events.observation(path, int(obs_id), obs, gti)
+                sel = (ev["obs_id"] == obs_id) & (ev["gammaness"] > opts.cuts.gammaness)
+                sel &= (ev["time"] + shift >= info.tstart) & (ev["time"] + shift <= info.tstop)
+                evo = {k: v[sel] for k, v in ev.items()}
+                name = f"obs_{obs_id:06d}.fits.gz"
+                hdus = [events.events_hdu(info, evo, shift, cut_cards), events.gti_hdu(info, gti_met),
+                        events.pointing_hdu(info), *irf_hdus(irfs, int(obs_id))]
+                fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(tmp / name, checksum=True)
+                for h in hdus:
+                    hdu_rows.append((int(obs_id), _hdu_type(h.header), _hdu_class(h.header), ".", name, h.name,
+                                     (tmp / name).stat().st_size))
+                observations.append({**info.__dict__, "n_events": int(sel.sum()), "file": name})
+        _write_obs_index(tmp / "obs-index.fits.gz", observations)
+        _write_hdu_index(tmp / "hdu-index.fits.gz", hdu_rows)
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / "x")
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+        fsync_dir(out.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ConvertResult(out, opts.point_like, observations, [h.header["HDUCLAS4"] for h in irf_hdus(irfs, 0)],
+                         len(gamma))
+
+
+def _hdu_type(h: fits.Header) -> str:
+    c1, c2 = h["HDUCLAS1"], h.get("HDUCLAS2", "")
+    if c1 != "RESPONSE":
+        return c1.lower()
+    return {"EFF_AREA": "aeff", "EDISP": "edisp", "PSF": "psf", "BKG": "bkg", "RAD_MAX": "rad_max"}[c2]
+
+
+def _hdu_class(h: fits.Header) -> str:
+    return h["HDUCLAS4"].lower() if h["HDUCLAS1"] == "RESPONSE" else h["HDUCLAS1"].lower()
+
+
+def _index_header(kind: str, extra: dict[str, object]) -> fits.Header:
+    h = fits.Header()
+    for k, v in {**events.GADF, "HDUCLAS1": "INDEX", "HDUCLAS2": kind, **events.TELESCOPE, **extra}.items():
+        h[k] = v
+    return h
+
+
+def _write_obs_index(path: Path, obs: list[dict]) -> None:
+    def col(name: str, fmt: str, key: str, unit: str | None = None) -> fits.Column:
+        return fits.Column(name, fmt, unit=unit, array=np.array([o[key] for o in obs]))
+    cols = [col("OBS_ID", "K", "obs_id"), col("RA_PNT", "D", "ra_pnt", "deg"), col("DEC_PNT", "D", "dec_pnt", "deg"),
+            col("ALT_PNT", "D", "alt_pnt", "deg"), col("AZ_PNT", "D", "az_pnt", "deg"),
+            fits.Column("ZEN_PNT", "D", unit="deg", array=np.array([90.0 - o["alt_pnt"] for o in obs])),
+            col("ONTIME", "D", "ontime", "s"), col("LIVETIME", "D", "livetime", "s"), col("DEADC", "D", "deadc"),
+            col("TSTART", "D", "tstart", "s"), col("TSTOP", "D", "tstop", "s"),
+            fits.Column("DATE-OBS", "10A", array=np.array([o["date_obs"][:10] for o in obs])),
+            fits.Column("DATE-END", "10A", array=np.array([o["date_end"][:10] for o in obs])),
+            fits.Column("N_TELS", "J", array=np.full(len(obs), 2)),
+            fits.Column("OBJECT", "16A", array=np.array(["Crab"] * len(obs))),
+            col("EVENT_COUNT", "K", "n_events")]
+    o0 = obs[0]
+    extra = {**events.time_cards(), "GEOLON": o0["geolon"], "GEOLAT": o0["geolat"], "ALTITUDE": o0["altitude"]}
+    fits.BinTableHDU.from_columns(cols, header=_index_header("OBS", extra), name="OBS_INDEX").writeto(path, checksum=True)
+
+
+def _write_hdu_index(path: Path, rows: list[tuple]) -> None:
+    names = ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME", "SIZE")
+    fmts = ("K", "16A", "16A", "64A", "64A", "24A", "K")
+    cols = [fits.Column(n, f, array=np.array([r[i] for r in rows]), unit="byte" if n == "SIZE" else None)
+            for i, (n, f) in enumerate(zip(names, fmts, strict=False))]
+    fits.BinTableHDU.from_columns(cols, header=_index_header("HDU", {}), name="HDU_INDEX").writeto(path, checksum=True)
