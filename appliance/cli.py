@@ -22,6 +22,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "appliance.export.cli": ("export", "import"),
     "appliance.qserv.cli": ("qserv",),
     "appliance.cluster.cli": ("cluster",),
+    "appliance.dl3.cli": ("dl3",),
     "appliance.batch.cli": ("batch",),
     "appliance.pipeline.cli": ("pipeline",),
 }
