@@ -234,6 +234,7 @@ def test_litmus_passes_every_suite(tmp_path, pki, token_key):
             assert s.request("MKCOL", f"{srv.url}/{suite}/").status_code == 201
             p = subprocess.run(["litmus", f"{srv.url}/{suite}/", "token", token],
                                env={"TESTS": suite, "PATH": "/usr/bin:/bin"},
+                               cwd=tmp_path,  # litmus writes debug.log and child.log in its cwd
                                capture_output=True, text=True, timeout=300)
             m = re.search(rf"summary for `{suite}': of (\d+) tests run: (\d+) passed, (\d+) failed",
                           p.stdout)
