@@ -253,13 +253,17 @@ class SqlCatalog:
                 if log:
                     self._log("mkdir", p, "", now, owner)
 
+    def _removable_dir(self, path: str) -> tuple[str, str]:
+        """The key bounds of what lies below ``path``, a collection that may be removed."""
+        if not self.get_dir(path):
+            raise NotFound(path)
+        if path == "/":
+            raise Conflict(path, "the root collection cannot be removed")
+        return _prefix_bounds(path)
+
     def remove_dir(self, path: str, now: float) -> None:
         with self.tx():
-            if not self.get_dir(path):
-                raise NotFound(path)
-            if path == "/":
-                raise Conflict(path, "the root collection cannot be removed")
-            lo, hi = _prefix_bounds(path)
+            lo, hi = self._removable_dir(path)
             n = self._x("SELECT COUNT(*) FROM files WHERE path >= ? AND path < ?", (lo, hi)).fetchone()[0]
             m = self._x("SELECT COUNT(*) FROM dirs WHERE path >= ? AND path < ?", (lo, hi)).fetchone()[0]
             if n or m:
@@ -273,11 +277,7 @@ class SqlCatalog:
         RFC 4918 9.6.1); returns the deleted files. The tape log gets a ``delete`` per file and
         an ``rmdir`` per collection, deepest first, exactly as one-by-one deletion would."""
         with self.tx():
-            if not self.get_dir(path):
-                raise NotFound(path)
-            if path == "/":
-                raise Conflict(path, "the root collection cannot be removed")
-            lo, hi = _prefix_bounds(path)
+            lo, hi = self._removable_dir(path)
             files = [_file(r) for r in self._x(
                 f"SELECT {_FILE_COLS} FROM files WHERE path >= ? AND path < ? ORDER BY path",
                 (lo, hi)).fetchall()]

@@ -28,10 +28,7 @@ sys.path.insert(0, str(ROOT))
 APPLIANCE = str(ROOT / ".venv" / "bin" / "appliance")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - t
+from recipe_overhead import timed  # noqa: E402  (bench/ is on sys.path when a bench runs)
 
 
 def main() -> int:
