@@ -69,3 +69,54 @@ def status_table(work: Path) -> dict[str, dict[str, dict]]:
                 continue
             out.setdefault(st["id"], {})[sdir.name] = st
     return out
+
+
+def image_one(root: str, work: str, detectors: tuple[str, ...], truth_file: str | None, folder: str) -> Outcome:
+    import json
+
+    from appliance.pipeline.image import image_observation
+
+    iid = item_id(folder)
+    xml = Path(work) / "products" / f"{iid}.xml"
+    if not xml.exists():
+        return Outcome("flagged", "no products record: run the products stage first")
+    obs = prod.read_xml(xml)[0]
+    if obs.status != "done":
+        return Outcome("flagged", f"products flagged: {'; '.join(obs.reasons)}")
+    truth = None
+    if truth_file:
+        truth = json.loads(Path(truth_file).read_text()).get(folder)
+    res = image_observation(Path(root), Path(work), obs, Path(work) / "image" / iid, detectors, truth)
+    counts = {d: sum(1 for x in res.detections if x.detector == d) for d in detectors}
+    return Outcome("done", result={"detections": counts, "catalogs": list(res.catalogs), "matches": res.matches})
+
+
+def run_image(root: Path, work: Path, detectors: tuple[str, ...] = ("sextractor", "aegean", "emcee"),
+              folders: list[str] | None = None, parallel: int = 2, resume: bool = True,
+              progress: bool = True):  # noqa: ANN201 - (RunSummary, Quality | None)
+    """Detect and measure on every observation ``products`` marked done; score against the truth."""
+    from appliance.pipeline.detect import DETECTORS
+    from appliance.pipeline.errors import UsageProblem
+    from appliance.pipeline.image import Quality
+
+    bad = set(detectors) - set(DETECTORS)
+    if bad or not detectors:
+        raise UsageProblem("--detectors", f"choose from {', '.join(DETECTORS)} (got {', '.join(detectors) or 'none'})")
+    root, work = Path(root).resolve(), Path(work).resolve()
+    folders = list_observations(root) if folders is None else folders
+    truth_file = None
+    if (root / "truth.json").exists():  # a generated archive: keyed once, read per item
+        from appliance.fsutil import atomic_write_json
+        from appliance.pipeline.synth import load_truth
+
+        truth_file = str(work / "truth-by-folder.json")
+        atomic_write_json(truth_file, load_truth(root))
+    summary = run_stage("image", folders, partial(image_one, str(root), str(work), tuple(detectors), truth_file),
+                        work, parallel=parallel, resume=resume, progress=progress)
+    if truth_file is None:
+        return summary, None
+    rows = [m for st in summary.items if st.status == "done" for m in st.result.get("matches", [])
+            if m["detector"] in detectors]
+    quality = Quality(rows)
+    atomic_write_json(work / "image-quality.json", quality.to_json())
+    return summary, quality
