@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from archive.clock import SimClock
 from archive.config import ArchiveConfig, load_config
@@ -116,6 +117,18 @@ def lta(tmp_path_factory, pki, token_key):
     srv = serve_in_thread(cfg)
     yield srv
     srv.stop()
+
+
+def tls_session(pki, token: str | None = None, base: str = "") -> requests.Session:
+    """A client that trusts only the test CA (trust_env off: REQUESTS_CA_BUNDLE would override
+    verify), with a bearer token when one is given; ``base`` is kept on the session for tests."""
+    s = requests.Session()
+    s.trust_env = False
+    s.verify = str(pki.ca_cert)
+    if token:
+        s.headers["Authorization"] = f"Bearer {token}"
+    s.base = base
+    return s
 
 
 def wait_for(pred, timeout: float = 20.0, what: str = "condition"):

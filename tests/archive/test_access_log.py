@@ -7,19 +7,16 @@ import json
 import logging
 
 import pytest
-import requests
 
 from archive.accesslog import JsonFormatter, safe_target
 from archive.errors import BadRequest
 from archive.server import search_query
-from tests.archive.conftest import wait_for
+from tests.archive.conftest import tls_session, wait_for
 
 
 def test_every_request_is_one_line_without_the_token(lta, mint, pki, caplog):
     token = mint()
-    s = requests.Session()
-    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    s.verify = str(pki.ca_cert)
+    s = tls_session(pki)
     with caplog.at_level(logging.INFO, logger="archive.access"):
         assert s.put(f"{lta.url}/logs/a.dat", data=b"x" * 1234,
                      headers={"Authorization": f"Bearer {token}"}).status_code == 201

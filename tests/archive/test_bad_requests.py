@@ -11,23 +11,17 @@ import time
 import pytest
 import requests
 
+from tests.archive.conftest import tls_session
+
 
 @pytest.fixture(scope="module")
 def http(lta, pki, mint):
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(pki.ca_cert)
-    s.headers["Authorization"] = f"Bearer {mint()}"
-    s.base = lta.url
-    return s
+    return tls_session(pki, mint(), lta.url)
 
 
 @pytest.fixture(scope="module")
 def anonymous(pki):
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(pki.ca_cert)
-    return s
+    return tls_session(pki)
 
 
 PROPFIND_BODY = b'<?xml version="1.0"?><D:propfind xmlns:D="DAV:"><D:allprop/></D:propfind>'

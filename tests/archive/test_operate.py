@@ -7,14 +7,13 @@ import json
 import time
 
 import pytest
-import requests
 import yaml
 from cryptography.hazmat.primitives import serialization
 
 from archive.auth import Authenticator
 from archive.cli import main
 from archive.config import load_config
-from tests.archive.conftest import ISSUER, server_config
+from tests.archive.conftest import ISSUER, server_config, tls_session
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -77,10 +76,7 @@ def test_migrate_evict_and_drives_against_a_running_server(signing_cfg, capsys, 
     srv = serve_in_thread(cfg)
     try:
         url = srv.url
-        s = requests.Session()
-        s.trust_env = False
-        s.verify = str(pki.ca_cert)
-        s.headers["Authorization"] = f"Bearer {mint()}"
+        s = tls_session(pki, mint())
         for i in range(3):
             assert s.put(f"{url}/ops/f{i}", data=b"z" * 1000).status_code == 201
         common = ["--config", str(path), "--json"]

@@ -16,7 +16,7 @@ import requests
 
 from archive.davlocks import parse_if
 from archive.server import serve_in_thread
-from tests.archive.conftest import server_config
+from tests.archive.conftest import server_config, tls_session
 from tests.prereq import require
 
 LOCKINFO = (b'<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
@@ -26,11 +26,7 @@ SHARED = LOCKINFO.replace(b"<D:exclusive/>", b"<D:shared/>")
 
 @pytest.fixture(scope="module")
 def dav(lta, pki, mint):
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(pki.ca_cert)
-    s.headers["Authorization"] = f"Bearer {mint()}"
-    s.base = lta.url + "/c2"
+    s = tls_session(pki, mint(), lta.url + "/c2")
     s.request("MKCOL", s.base)
     return s
 
@@ -225,10 +221,7 @@ def test_litmus_passes_every_suite(tmp_path, pki, token_key):
         token = jwt.encode({"iss": "l", "sub": "litmus", "aud": "lta", "exp": int(time.time()) + 3600,
                             "scope": "storage.read:/ storage.modify:/"}, SECRET, algorithm="HS256")
         assert len(token) < 256
-        s = requests.Session()
-        s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-        s.verify = str(pki.ca_cert)
-        s.headers["Authorization"] = f"Bearer {token}"
+        s = tls_session(pki, token)
         results = {}
         for suite in SUITES:
             assert s.request("MKCOL", f"{srv.url}/{suite}/").status_code == 201
