@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from appliance.cliutil import run_command, teach_exit_codes
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ConfigError, NotFoundError
 from appliance.exitcodes import Exit
 from archive.config import ArchiveConfig, load_config
+
+
+class NoToken(ApplianceError):
+    exit_code = Exit.PERMISSION
+
 
 EPILOG = """\
 typical session:
@@ -99,17 +104,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     for src in args.paths:
         p = Path(src)
         if p.is_symlink() and not args.follow_symlinks:
-            raise ApplianceError(f"{p}: is a symbolic link (use --follow-symlinks)")
+            raise ConfigError(f"{p}: is a symbolic link (use --follow-symlinks)")
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_symlink() and not args.follow_symlinks:
-                    raise ApplianceError(f"{f}: is a symbolic link (use --follow-symlinks)")
+                    raise ConfigError(f"{f}: is a symbolic link (use --follow-symlinks)")
                 if f.is_file():
                     items.append((f, f"{dest}/{p.name}/{f.relative_to(p).as_posix()}"))
         elif p.is_file():
             items.append((p, f"{dest}/{p.name}"))
         else:
-            raise ApplianceError(f"{p}: no such file or directory")
+            raise NotFoundError(f"{p}: no such file or directory")
     a = _archive(args, exclusive=True)
     owner = args.owner or os.environ.get("USER", "archive")
     done = []
@@ -224,7 +229,7 @@ def cmd_catalog_backup(args: argparse.Namespace) -> int:
     cat = open_catalog(cfg)
     try:
         if cfg.catalog.backend != "sqlite":
-            raise ApplianceError("PostgreSQL catalogs are backed up with pg_dump "
+            raise ConfigError("PostgreSQL catalogs are backed up with pg_dump "
                                  f"(dsn: {cfg.catalog.dsn.split('password')[0]}...)")
         cat.backup(args.dest)  # type: ignore[attr-defined]
     finally:
@@ -245,13 +250,13 @@ def cmd_catalog_rebuild(args: argparse.Namespace) -> int:
         target = Path(args.into) if args.into else cfg.catalog_path
         if target.exists() and not args.into:
             if not args.replace:
-                raise ApplianceError(f"{target} exists: pass --replace (it is kept as "
+                raise ConfigError(f"{target} exists: pass --replace (it is kept as "
                                      f"{target.name}.before-rebuild) or --into NEW.db")
             target.rename(target.with_name(target.name + ".before-rebuild"))
             for ext in ("-wal", "-shm"):
                 Path(str(target) + ext).unlink(missing_ok=True)
         elif target.exists():
-            raise ApplianceError(f"{target} already exists")
+            raise ConfigError(f"{target} already exists: name a new file for --into")
         lib = TapeLibrary(cfg.root_path / "tapes", cfg.tape)
         cat = SqliteCatalog(str(target))
         disk = cfg.root_path / "disk"
@@ -399,7 +404,7 @@ class _Remote:
         self.token = self._given_token()
         if not self.token:
             if self.cfg is None:
-                raise ApplianceError("no token: pass --token, set $BEARER_TOKEN, or --config")
+                raise NoToken("no token: pass --token, set $BEARER_TOKEN, or --config")
             self.token, _ = issue_token(self.cfg, "storage.modify:/ storage.read:/", 300,
                                         os.environ.get("USER", "operator"))
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from appliance.errors import ApplianceError, ChecksumMismatch
+from appliance.errors import ApplianceError, ChecksumMismatch, EngineUnavailable
 from appliance.exitcodes import Exit
 from appliance.fsutil import atomic_open
 from appliance.hashing import sha256_file
@@ -128,7 +128,7 @@ def describe_debs(deb_dir: Path, lists_dir: Path) -> list[tuple[LockedDeb, Path]
     for deb in sorted(deb_dir.glob("*.deb")):
         key = control_key(deb)
         if key not in index:
-            raise ApplianceError(f"{deb}: {key[0]} {key[1]} ({key[2]}) is in no apt index of this build")
+            raise EngineUnavailable(f"{deb}: {key[0]} {key[1]} ({key[2]}) is in no apt index of this build")
         locked = index[key]
         actual = sha256_file(deb)
         if actual != locked.sha256 or deb.stat().st_size != locked.size:
