@@ -15,6 +15,7 @@ No hub at start is not an error: the bridge retries in the background and report
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,10 @@ def event_from_message(mtype: str, params: dict[str, Any], sender: str = "") -> 
     if mtype == "table.load.votable":
         ev["url"], ev["name"] = str(params.get("url", "")), str(params.get("name", ""))
     elif mtype == "table.select.rowList":
-        ev["rows"] = [int(r) for r in params.get("row-list", [])]
+        rows = params.get("row-list", [])
+        if isinstance(rows, str):  # senders that can only send strings (jsamp messagesender): "[1,2]"
+            rows = re.findall(r"-?\d+", rows)
+        ev["rows"] = [int(r) for r in rows]
     elif mtype == "table.highlight.row":
         ev["rows"] = [int(params.get("row", -1))]
     elif mtype == "coord.pointAt.sky":

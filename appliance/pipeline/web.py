@@ -14,8 +14,6 @@ records, flags); static files come from a fixed list. SAMP messages reach the op
 ``/ws`` WebSocket (see ``samp.py``).
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import hmac
