@@ -210,15 +210,3 @@ class CatalogStore(Protocol):
     def recall_started(self, file_ids: list[str], now: float) -> None: ...
     def finish_requests(self, request_ids: set[str], now: float) -> None: ...
     def open_stage_count(self, file_id: str) -> int: ...
-
-
-def open_catalog(cfg: Any) -> CatalogStore:
-    """Open the backend named in ``cfg.catalog`` (an :class:`~archive.config.ArchiveConfig`)."""
-    if cfg.catalog.backend == "postgresql":
-        from archive.catalog_postgres import PostgresCatalog
-
-        return PostgresCatalog(cfg.catalog.dsn)
-    from archive.catalog_sqlite import SqliteCatalog
-
-    cfg.catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteCatalog(str(cfg.catalog_path))

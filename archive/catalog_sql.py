@@ -29,7 +29,7 @@ from archive.catalog import (
     StageRequest,
     TapeReplica,
 )
-from archive.errors import AlreadyExists, Conflict, NotFound
+from archive.errors import AlreadyExists, ConfigError, Conflict, NotFound
 from archive.paths import ancestors, parent_of
 
 
@@ -42,57 +42,82 @@ class Dialect:
     keyed_table: str = ""  # SQLite: " WITHOUT ROWID" (one B-tree fewer per text-keyed table)
 
 
-def schema(d: Dialect) -> list[str]:
+def _tables_v1(d: Dialect) -> list[str]:
+    """Version 1: the catalog as first released (namespace, replicas, products, staging, log)."""
     P, F = d.path_type, d.float_type
     return [
-        f"""CREATE TABLE IF NOT EXISTS files (
+        f"""CREATE TABLE files (
             file_id TEXT PRIMARY KEY, path {P} NOT NULL UNIQUE, parent {P} NOT NULL,
             size BIGINT NOT NULL, adler32 TEXT NOT NULL, sha256 TEXT NOT NULL,
             owner TEXT NOT NULL, created {F} NOT NULL, modified {F} NOT NULL, seq BIGINT NOT NULL)
             {d.keyed_table}""",
-        "CREATE INDEX IF NOT EXISTS files_parent ON files(parent)",
-        f"""CREATE TABLE IF NOT EXISTS dirs (
+        "CREATE INDEX files_parent ON files(parent)",
+        f"""CREATE TABLE dirs (
             path {P} PRIMARY KEY, parent {P} NOT NULL, owner TEXT NOT NULL, created {F} NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS dirs_parent ON dirs(parent)",
-        f"""CREATE TABLE IF NOT EXISTS disk_replicas (
+        "CREATE INDEX dirs_parent ON dirs(parent)",
+        f"""CREATE TABLE disk_replicas (
             file_id TEXT PRIMARY KEY, size BIGINT NOT NULL, created {F} NOT NULL,
             last_access {F} NOT NULL)""",
-        """CREATE TABLE IF NOT EXISTS tape_replicas (
+        """CREATE TABLE tape_replicas (
             file_id TEXT NOT NULL, copy_no INTEGER NOT NULL, pool TEXT NOT NULL, tape TEXT NOT NULL,
             fseq INTEGER NOT NULL, block BIGINT NOT NULL, "offset" BIGINT NOT NULL,
             record_size BIGINT NOT NULL, PRIMARY KEY (file_id, copy_no))""",
-        "CREATE INDEX IF NOT EXISTS tape_replicas_tape ON tape_replicas(tape, fseq)",
-        f"""CREATE TABLE IF NOT EXISTS products (
+        "CREATE INDEX tape_replicas_tape ON tape_replicas(tape, fseq)",
+        f"""CREATE TABLE products (
             file_id TEXT PRIMARY KEY, telescope TEXT, instrument TEXT, object TEXT,
             ra {F}, dec {F}, date_obs TEXT, t_obs {F}, exptime {F}, project TEXT,
             observation TEXT, product_type TEXT, extra TEXT, zone INTEGER){d.keyed_table}""",
-        "CREATE INDEX IF NOT EXISTS products_zone ON products(zone, ra)",
-        "CREATE INDEX IF NOT EXISTS products_project ON products(project)",
-        "CREATE INDEX IF NOT EXISTS products_obs ON products(observation)",
-        "CREATE INDEX IF NOT EXISTS products_t ON products(t_obs)",
-        f"""CREATE TABLE IF NOT EXISTS stage_requests (
+        "CREATE INDEX products_zone ON products(zone, ra)",
+        "CREATE INDEX products_project ON products(project)",
+        "CREATE INDEX products_obs ON products(observation)",
+        "CREATE INDEX products_t ON products(t_obs)",
+        f"""CREATE TABLE stage_requests (
             request_id TEXT PRIMARY KEY, owner TEXT NOT NULL, created {F} NOT NULL,
             started {F}, completed {F})""",
-        f"""CREATE TABLE IF NOT EXISTS stage_files (
+        f"""CREATE TABLE stage_files (
             request_id TEXT NOT NULL, path {P} NOT NULL, file_id TEXT, state TEXT NOT NULL,
             error TEXT, lifetime {F} NOT NULL, finished {F}, PRIMARY KEY (request_id, path))""",
-        "CREATE INDEX IF NOT EXISTS stage_files_file ON stage_files(file_id, state)",
-        f"""CREATE TABLE IF NOT EXISTS recalls (
+        "CREATE INDEX stage_files_file ON stage_files(file_id, state)",
+        f"""CREATE TABLE recalls (
             file_id TEXT PRIMARY KEY, requested {F} NOT NULL, bad_tapes TEXT NOT NULL,
             attempts INTEGER NOT NULL, state TEXT NOT NULL)""",
-        f"""CREATE TABLE IF NOT EXISTS pins (
+        f"""CREATE TABLE pins (
             file_id TEXT NOT NULL, request_id TEXT NOT NULL, expires {F} NOT NULL,
             PRIMARY KEY (file_id, request_id))""",
-        f"""CREATE TABLE IF NOT EXISTS tape_log (
+        f"""CREATE TABLE tape_log (
             seq BIGINT PRIMARY KEY, kind TEXT NOT NULL, path {P} NOT NULL, target {P} NOT NULL,
             at {F} NOT NULL, owner TEXT NOT NULL)""",
-        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        # WebDAV dead properties (PROPPATCH): one row per (resource path, namespace, name);
-        # ``xml`` is the whole property element as the client sent it, namespaces declared
-        f"""CREATE TABLE IF NOT EXISTS dead_props (
-            path {P} NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, xml TEXT NOT NULL,
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        "INSERT INTO counters(name, value) VALUES ('seq', 0)",
+        "INSERT INTO dirs(path, parent, owner, created) VALUES ('/', '/', 'root', 0)",
+    ]
+
+
+def _dead_props_v2(d: Dialect) -> list[str]:
+    """Version 2: WebDAV dead properties (PROPPATCH): one row per (resource path, namespace,
+    name); ``xml`` is the whole property element as the client sent it, namespaces declared."""
+    return [
+        f"""CREATE TABLE dead_props (
+            path {d.path_type} NOT NULL, ns TEXT NOT NULL, name TEXT NOT NULL, xml TEXT NOT NULL,
             PRIMARY KEY (path, ns, name))""",
     ]
+
+
+# The schema's history, oldest first: version N is MIGRATIONS[N - 1]. A catalog records the
+# version it is at (table schema_version); opening it applies the missing steps, each in its own
+# transaction together with the new version number, so a crash mid-upgrade leaves the catalog at
+# the last whole version. Append new steps here; never edit a released one.
+MIGRATIONS = [_tables_v1, _dead_props_v2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema(d: Dialect) -> list[str]:
+    """Every statement of the current schema (the migrations in order)."""
+    return [stmt for step in MIGRATIONS for stmt in step(d)]
+
+
+class SchemaTooNew(ConfigError):
+    """The catalog was written by a newer release than this one (exit 2: usage/config)."""
 
 
 _FILE_COLS = "file_id, path, size, adler32, sha256, owner, created, modified, seq"
@@ -200,12 +225,50 @@ class SqlCatalog:
         conn.execute("COMMIT")
 
     def _init_schema(self) -> None:
+        """Bring the catalog to SCHEMA_VERSION, one recorded migration step at a time."""
         with self.tx():
-            for stmt in schema(self.dialect):
-                self._x(stmt)
-            self._x("INSERT INTO counters(name, value) VALUES ('seq', 0) ON CONFLICT (name) DO NOTHING")
-            self._x("INSERT INTO dirs(path, parent, owner, created) VALUES ('/', '/', 'root', 0) "
-                    "ON CONFLICT (path) DO NOTHING")
+            self._x("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        while True:
+            # one step per transaction; the version is read again inside it under the write lock
+            # (SQLite: BEGIN IMMEDIATE; PostgreSQL: the table lock), so two processes opening a
+            # catalog at once never apply a step twice
+            with self.tx():
+                if self.dialect.name == "postgresql":
+                    self._x("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+                row = self._x("SELECT max(version) FROM schema_version").fetchone()
+                version = int(row[0]) if row and row[0] is not None else self._unversioned()
+                if version > SCHEMA_VERSION:
+                    raise SchemaTooNew(
+                        f"the catalog is at schema version {version}; this release knows versions "
+                        f"up to {SCHEMA_VERSION}: upgrade the archive software")
+                if version == SCHEMA_VERSION:
+                    return
+                for stmt in MIGRATIONS[version](self.dialect):
+                    self._x(stmt)
+                self._x("DELETE FROM schema_version")
+                self._x("INSERT INTO schema_version(version) VALUES (?)", (version + 1,))
+
+    def _unversioned(self) -> int:
+        """The version of a catalog from before schema_version existed (0: an empty database),
+        told by the tables each step created."""
+        version = 0
+        for table, n in (("files", 1), ("dead_props", 2)):
+            if self._has_table(table):
+                version = n
+        if version:
+            self._x("INSERT INTO schema_version(version) VALUES (?)", (version,))
+        return version
+
+    def _has_table(self, name: str) -> bool:
+        if self.dialect.name == "sqlite":
+            q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        else:
+            q = "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?"
+        return self._x(q, (name,)).fetchone() is not None
+
+    def schema_version(self) -> int:
+        row = self._x("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         with self._conns_lock:
@@ -726,7 +789,7 @@ class SqlCatalog:
         are dropped for the duration and rebuilt at the end, one sorted build each instead of a
         million random inserts. Primary keys and the unique path stay, so errors still show."""
         stmts = [st for st in schema(self.dialect) if st.startswith("CREATE INDEX")]
-        names = [st.split("EXISTS ", 1)[1].split(" ", 1)[0] for st in stmts]
+        names = [st.split(" ", 3)[2] for st in stmts]
         with self.tx():
             for name in names:
                 self._x(f"DROP INDEX IF EXISTS {name}")

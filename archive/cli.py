@@ -224,7 +224,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_catalog_backup(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    from archive.catalog import open_catalog
+    from archive.catalogs import open_catalog
 
     cat = open_catalog(cfg)
     try:

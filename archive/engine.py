@@ -34,8 +34,8 @@ from archive.catalog import (
     StageFile,
     StageRequest,
     TapeReplica,
-    open_catalog,
 )
+from archive.catalogs import open_catalog
 from archive.clock import Clock, RealClock, SimClock
 from archive.config import ArchiveConfig
 from archive.errors import (

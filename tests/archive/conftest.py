@@ -167,3 +167,14 @@ def gfal(pki):
         return p
 
     return run
+
+
+@pytest.fixture(scope="session")
+def pg_dsn():
+    """A private PostgreSQL server for the catalog tests (tests/archive/pg.py)."""
+    from tests.archive.pg import pg_bin, private_postgres
+    from tests.prereq import require
+
+    require(pg_bin("initdb") is not None, "PostgreSQL server (initdb) not installed")
+    with private_postgres() as dsn:
+        yield dsn

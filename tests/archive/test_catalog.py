@@ -8,36 +8,35 @@ import pytest
 
 from archive.catalog import FileEntry, Product, SearchQuery, StageFile, StageRequest, TapeReplica
 from archive.errors import AlreadyExists, Conflict, NotFound
-from tests.prereq import require
-
-
-@pytest.fixture(scope="session")
-def pg_dsn():
-    from tests.archive.pg import pg_bin, private_postgres
-
-    require(pg_bin("initdb") is not None, "PostgreSQL server (initdb) not installed")
-    with private_postgres() as dsn:
-        yield dsn
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
+    yield from open_store(request, tmp_path)
+
+
+def open_store(request, tmp_path, name: str = "c"):
+    """A fresh catalog on the backend named by the test parameter (PostgreSQL: its own schema)."""
     if request.param == "sqlite":
         from archive.catalog_sqlite import SqliteCatalog
 
-        cat = SqliteCatalog(str(tmp_path / "c.db"))
+        cat = SqliteCatalog(str(tmp_path / f"{name}.db"))
     else:
-        import psycopg
-
         from archive.catalog_postgres import PostgresCatalog
 
-        dsn = request.getfixturevalue("pg_dsn")
-        schema = "t" + uuid.uuid4().hex[:8]
-        with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        cat = PostgresCatalog(f"{dsn} options=-csearch_path={schema}")
+        cat = PostgresCatalog(pg_schema_dsn(request.getfixturevalue("pg_dsn")))
     yield cat
     cat.close()
+
+
+def pg_schema_dsn(dsn: str) -> str:
+    """A DSN on a new, empty schema of the private server."""
+    import psycopg
+
+    schema = "t" + uuid.uuid4().hex[:8]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    return f"{dsn} options=-csearch_path={schema}"
 
 
 def fe(path, size=10, t=1.0):
