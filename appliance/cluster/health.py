@@ -8,7 +8,9 @@ groups; ports and addresses come from the host's variables, else from the role's
 
 Probes send no credentials and change nothing:
 
-- archive: HTTP(S) GET of ``archive_health_path`` (Tape REST discovery), expects 200;
+- archive: HTTP(S) GET of ``archive_health_path`` (Tape REST discovery), expects 200 (HTTPS when
+  ``archive_tls_cert_src`` is set; a Jinja value there means "TLS first, plain HTTP if the server
+  answers the handshake in plain text");
 - gridftp: TCP connect to the control port, expects a ``220`` banner;
 - mariadb / qserv czar proxy: TCP connect, expects the MySQL protocol handshake (protocol 10)
   and reports the server version it announces (what ``mysqladmin ping`` checks, without a login);
@@ -44,15 +46,21 @@ for c in checks:
         if kind == "http":
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no post-handshake auth offered
             ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # liveness, no credentials
-            url = "%s://%s:%s%s" % (c["scheme"], host, port, c["path"])
+            schemes = ["https", "http"] if c["scheme"] == "auto" else [c["scheme"]]
+            ok, detail = False, "no answer after 3 attempts"
             for attempt in range(3):  # a reset under load is retried; the last error is reported
+                url = "%s://%s:%s%s" % (schemes[0], host, port, c["path"])
                 try:
                     with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
                         detail = "%s %d" % (url, r.status)
                         ok = r.status == 200
                     break
-                except (ConnectionError, ssl.SSLError):
-                    if attempt == 2:
+                except OSError as e:  # urllib wraps the TLS or socket error in URLError
+                    reason = getattr(e, "reason", e)
+                    if len(schemes) > 1 and "WRONG_VERSION_NUMBER" in str(reason):
+                        schemes.pop(0)  # "auto": the server speaks plain HTTP
+                        continue
+                    if not isinstance(reason, (ConnectionError, ssl.SSLError)) or attempt == 2:
                         raise
                     time.sleep(1 + attempt)
         elif kind == "banner":
@@ -93,6 +101,20 @@ def _value(node: Node, key: str) -> Any:
     return None
 
 
+def _archive_scheme(node: Node) -> str:
+    """``https`` when the node's archive has a certificate, ``http`` when not, ``auto`` when that
+    is a Jinja expression not resolvable here (the probe then tries TLS first).
+
+    The expression must not fall back to the role default (empty: plain HTTP): the local container
+    cluster sets ``archive_tls_cert_src: "{{ cluster_state_dir }}/pki/hostcert.pem"``, and a plain
+    HTTP request to its TLS port is answered by a TLS alert and a reset ("Connection reset by peer").
+    """
+    raw = node.vars.get("archive_tls_cert_src", role_defaults().get("archive_tls_cert_src"))
+    if isinstance(raw, str) and "{{" in raw:
+        return "auto"
+    return "https" if raw else "http"
+
+
 def checks_for(node: Node) -> list[dict[str, Any]]:
     """The probes for ``node``'s groups (pure; tested without a node)."""
     g, v = set(node.groups), functools.partial(_value, node)
@@ -100,7 +122,7 @@ def checks_for(node: Node) -> list[dict[str, Any]]:
     if "archive" in g:
         checks.append({"name": "archive", "kind": "http", "host": v("archive_bind_address"),
                        "port": v("archive_port"), "path": v("archive_health_path"),
-                       "scheme": "https" if v("archive_tls_cert_src") else "http"})
+                       "scheme": _archive_scheme(node)})
     if "gridftp" in g:
         checks.append({"name": "gridftp", "kind": "banner", "host": v("gridftp_control_interface"),
                        "port": v("gridftp_port")})

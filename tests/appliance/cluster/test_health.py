@@ -58,3 +58,50 @@ def test_probe_reports_hostname_ok_and_failed_services():
     assert "service mariadb: FAILED" in text and not out.ok  # a dead service fails the status
     ok = run_on([Node("here", ("pipeline",), connection="local")], status_command, timeout=30)
     assert ok.ok and "hostname: " in ok.results[0].stdout
+
+
+def test_jinja_certificate_means_tls_first():
+    """The local cluster's archive_tls_cert_src is a Jinja expression: not the empty default."""
+    node = Node("lta", ("archive",), vars={"archive_tls_cert_src": "{{ cluster_state_dir }}/pki/hostcert.pem"})
+    assert checks_for(node)[0]["scheme"] == "auto"
+    assert checks_for(Node("lta", ("archive",), vars={"archive_tls_cert_src": "/pki/c.pem"}))[0]["scheme"] == "https"
+    assert checks_for(Node("lta", ("archive",), vars={"archive_tls_cert_src": ""}))[0]["scheme"] == "http"
+
+
+def _serve(tls_root=None):
+    import ssl
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    if tls_root is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls_root / "hostcert.pem", tls_root / "hostkey.pem")
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_auto_probe_speaks_tls_to_a_tls_server_and_plain_http_to_a_plain_one(tmp_path):
+    """The open bug of #15: plain HTTP sent to the archive's TLS port got "Connection reset by peer"."""
+    from appliance.cluster.pki import make_cluster_pki
+
+    make_cluster_pki(tmp_path / "pki")
+    jinja = {"archive_tls_cert_src": "{{ cluster_state_dir }}/pki/hostcert.pem"}
+    for tls_root, scheme in ((tmp_path / "pki", "https"), (None, "http")):
+        server = _serve(tls_root)
+        try:
+            node = Node("here", ("archive",), connection="local",
+                        vars={**jinja, "archive_port": server.server_address[1]})
+            out = run_on([node], status_command, timeout=60)
+        finally:
+            server.shutdown()
+        assert out.ok and f"service archive: ok ({scheme}://127.0.0.1:" in out.results[0].stdout, \
+            out.results[0].stdout
+    # what the probe did before the fix: plain HTTP to the TLS port fails (reset or empty reply)
+    server = _serve(tmp_path / "pki")
+    try:
+        node = Node("here", ("archive",), connection="local",
+                    vars={"archive_tls_cert_src": "", "archive_port": server.server_address[1]})
+        out = run_on([node], status_command, timeout=60)
+    finally:
+        server.shutdown()
+    assert not out.ok and "service archive: FAILED" in out.results[0].stdout
