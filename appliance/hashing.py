@@ -19,6 +19,12 @@ except ImportError:  # the archive image runs on Debian's Python libraries only
 BLOCK = 256 << 10
 
 
+def adler32_hex(value: int) -> str:
+    """The one spelling of an adler32 checksum: eight lower-case hex digits, zero-padded (as
+    gfal2, XRootD and the WebDAV Digest header's adler32 value use it)."""
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

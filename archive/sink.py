@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from appliance.fsutil import WRITEBACK_STEP, start_writeback
-from appliance.hashing import BLOCK, adler32
+from appliance.hashing import BLOCK, adler32, adler32_hex
 
 POOL = 64  # at most 16 MiB in flight per upload
 THREAD_MIN = 8 << 20
@@ -75,7 +75,7 @@ class Sink:
 
     @property
     def adler32(self) -> str:
-        return f"{self.adler & 0xFFFFFFFF:08x}"
+        return adler32_hex(self.adler)
 
     def _hash_worker(self) -> None:
         assert self._hash_queue is not None

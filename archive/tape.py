@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from appliance.hashing import adler32
+from appliance.hashing import adler32, adler32_hex
 from archive.config import TapeConfig
 from archive.errors import ChecksumError, TapeError
 
@@ -190,10 +190,10 @@ class TapeLibrary:
                         adler = adler32(chunk, adler)
                         n += len(chunk)
                         f.write(chunk)
-                if n != header["size"] or f"{adler & 0xFFFFFFFF:08x}" != header["adler32"]:
+                if n != header["size"] or adler32_hex(adler) != header["adler32"]:
                     f.truncate(offset)
                     raise ChecksumError(str(source), header["adler32"],
-                                        f"{adler & 0xFFFFFFFF:08x} ({n} bytes)")
+                                        f"{adler32_hex(adler)} ({n} bytes)")
             f.write(END)
             f.flush()
             os.fsync(f.fileno())
@@ -229,7 +229,7 @@ class TapeLibrary:
                     raise TapeError(tape, f"record at {offset} has no end marker")
         except (OSError, ValueError, KeyError) as err:
             raise TapeError(tape, f"unreadable record at {offset}: {err}") from err
-        if sha.hexdigest() != expect_sha256 or f"{adler & 0xFFFFFFFF:08x}" != header["adler32"]:
+        if sha.hexdigest() != expect_sha256 or adler32_hex(adler) != header["adler32"]:
             raise TapeError(tape, f"checksum mismatch in record at {offset}")
         return header
 

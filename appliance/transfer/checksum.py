@@ -12,7 +12,7 @@ import hashlib
 import os
 from typing import Protocol
 
-from appliance.hashing import BLOCK, adler32
+from appliance.hashing import BLOCK, adler32, adler32_hex
 
 ALGORITHMS = ("adler32", "sha256", "md5")
 _ALIASES = {"adler32": "adler32", "adler-32": "adler32", "sha256": "sha256", "sha-256": "sha256",
@@ -52,7 +52,7 @@ class _Adler32:
         self.value = adler32(data, self.value)
 
     def hexdigest(self) -> str:
-        return f"{self.value & 0xFFFFFFFF:08x}"
+        return adler32_hex(self.value)
 
 
 def new_digester(algorithm: str) -> Digester:
