@@ -322,10 +322,16 @@ GATHER_FLUSH = 64 << 20  # drop mapped spill pages after this many bytes gathere
 
 
 def _write_bucket(args: tuple[str, str, int, int]) -> int:
-    """Pass 2 for one bucket: every key's runs from every worker, in order, written as one file each."""
+    """Pass 2 for one bucket: every key's runs from every worker, in order, written as one file each.
+
+    The runs (one per key per batch: about one per row for a whole-sky table) are gathered by one
+    Arrow ``take`` over the spills seen as binary arrays, in pieces of at most GATHER_FLUSH bytes;
+    each file is then one ``writev`` of a slice of the gathered piece.
+    """
     work, final_dir, bucket, workers = args
     work_p = Path(work)
-    maps, keys_l, starts_l, lens_l, src_l = [], [], [], [], []
+    maps, arrays, keys_l = [], [], []
+    runs = piece = view = None
     files = 0
     try:
         for w in range(workers):
@@ -342,46 +348,74 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
                     fh.readinto(mm)
                 else:
                     mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-            off = np.concatenate([[0], np.cumsum(side[:, 1])])
+            # read (or mapped): its tmpfs pages go back now, for the chunk files about to be written
+            data_p.unlink()
+            side_p.unlink()
+            off = np.empty(side.shape[0] + 1, dtype=np.int64)
+            off[0] = 0
+            np.cumsum(side[:, 1], out=off[1:])
             maps.append(mm)
+            arrays.append(pa.LargeBinaryArray.from_buffers(pa.large_binary(), side.shape[0], [None, pa.py_buffer(off), pa.py_buffer(mm)]))
             keys_l.append(side[:, 0])
-            starts_l.append(off[:-1])
-            lens_l.append(side[:, 1])
-            src_l.append(np.full(side.shape[0], len(maps) - 1))
+            del side
         if not maps:
             return 0
         keys = np.concatenate(keys_l)
-        order = np.argsort(keys, kind="stable")
-        keys, starts, lens, src = keys[order], np.concatenate(starts_l)[order], np.concatenate(lens_l)[order], np.concatenate(src_l)[order]
+        lens = np.concatenate([np.diff(np.frombuffer(a.buffers()[1], dtype=np.int64)) for a in arrays])
+        runs = pa.chunked_array(arrays, pa.large_binary())
+        order = np.argsort(keys, kind="stable")  # runs of one key in worker order, then file order = input order
+        keys = keys[order]
         bounds = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1], [True]]))
+        ends = np.cumsum(lens[order])  # byte end of each run once gathered
+        group_end = ends[bounds[1:] - 1]
         prefix = os.path.join(final_dir, "chunk_")
-        gathered = 0
-        starts_t, ends_t, src_t = starts.tolist(), (starts + lens).tolist(), src.tolist()
-        for g0, g1 in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            key = int(keys[g0])
-            parts = [maps[src_t[i]][starts_t[i] : ends_t[i]] for i in range(g0, g1)]
-            parts.append(b"\n")
-            blob = b"".join(parts)
-            name = f"{prefix}{key >> 1}{'_overlap.txt' if key & 1 else '.txt'}"
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                _write_all(fd, memoryview(blob)[1:])  # every row's text starts with its newline separator
-            finally:
-                os.close(fd)
-            files += 1
-            gathered += len(blob)
-            if gathered > GATHER_FLUSH:
-                for mm in maps:
-                    if isinstance(mm, mmap.mmap):
-                        mm.madvise(mmap.MADV_DONTNEED)
-                gathered = 0
+        newline = b"\n"
+        g = 0
+        n_groups = bounds.size - 1
+        while g < n_groups:
+            base = int(ends[bounds[g] - 1]) if bounds[g] else 0
+            # as many whole keys as fit in GATHER_FLUSH bytes (at least one)
+            h = max(g + 1, int(np.searchsorted(group_end, base + GATHER_FLUSH, side="right")))
+            r0, r1 = int(bounds[g]), int(bounds[h])
+            piece = runs.take(pa.array(order[r0:r1]))
+            piece = piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece
+            view = memoryview(piece.buffers()[2]) if len(piece) else memoryview(b"")
+            p_off = piece.offset
+            p_start = int(np.frombuffer(piece.buffers()[1], dtype=np.int64)[p_off]) if len(piece) else 0
+            cuts = (group_end[g:h] - base + p_start).tolist()
+            start = p_start
+            for key, stop in zip(keys[bounds[g:h]].tolist(), cuts, strict=True):
+                name = f"{prefix}{key >> 1}{'_overlap.txt' if key & 1 else '.txt'}"
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    # every row's text starts with its newline separator: drop the first, end with one
+                    _writev_all(fd, [view[start + 1 : stop], newline])
+                finally:
+                    os.close(fd)
+                start = stop
+                files += 1
+            piece = view = None
+            for mm in maps:
+                if isinstance(mm, mmap.mmap):
+                    mm.madvise(mmap.MADV_DONTNEED)
+            g = h
     finally:
+        arrays.clear()
+        runs = piece = view = None  # Arrow's hold on the read buffers, before they are released
         for mm in maps:
             if isinstance(mm, mmap.mmap):
                 mm.close()
             else:
                 mm.release()
     return files
+
+
+def _writev_all(fd: int, parts: list) -> None:
+    total = sum(len(x) for x in parts)
+    done = os.writev(fd, parts)
+    if done < total:  # short write (rare): finish with plain writes
+        rest = b"".join(bytes(x) for x in parts)[done:]
+        _write_all(fd, memoryview(rest))
 
 
 _BUFFERS: dict[int, bytearray] = {}
