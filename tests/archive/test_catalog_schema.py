@@ -88,19 +88,15 @@ def test_a_catalog_from_a_newer_release_is_refused(store, tmp_path):
             PostgresCatalog(store.dsn)
 
 
-def _open_sqlite(path: str, q) -> None:
+def _open(backend: str, target: str, q) -> None:
+    """One process opening the catalog (a file path or a DSN); reports "ok" or the error."""
     try:
-        SqliteCatalog(path).close()
-        q.put("ok")
-    except Exception as err:  # noqa: BLE001 - reported to the parent
-        q.put(repr(err))
+        if backend == "sqlite":
+            SqliteCatalog(target).close()
+        else:
+            from archive.catalog_postgres import PostgresCatalog
 
-
-def _open_pg(dsn: str, q) -> None:
-    from archive.catalog_postgres import PostgresCatalog
-
-    try:
-        PostgresCatalog(dsn).close()
+            PostgresCatalog(target).close()
         q.put("ok")
     except Exception as err:  # noqa: BLE001 - reported to the parent
         q.put(repr(err))
@@ -109,12 +105,12 @@ def _open_pg(dsn: str, q) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_concurrent_openers_apply_each_step_once(backend, tmp_path, request):
     if backend == "sqlite":
-        target, fn = str(tmp_path / "race.db"), _open_sqlite
+        target = str(tmp_path / "race.db")
     else:
-        target, fn = pg_schema_dsn(request.getfixturevalue("pg_dsn")), _open_pg
+        target = pg_schema_dsn(request.getfixturevalue("pg_dsn"))
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=fn, args=(target, q)) for _ in range(4)]
+    procs = [ctx.Process(target=_open, args=(backend, target, q)) for _ in range(4)]
     for p in procs:
         p.start()
     results = [q.get(timeout=120) for _ in procs]
