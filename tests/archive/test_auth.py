@@ -6,18 +6,15 @@ import socket
 import ssl
 
 import pytest
-import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from archive.auth import Scope
+from tests.archive.conftest import tls_session
 
 
 @pytest.fixture
 def s(pki):
-    sess = requests.Session()
-    sess.trust_env = False
-    sess.verify = str(pki.ca_cert)
-    return sess
+    return tls_session(pki)
 
 
 def bearer(tok: str) -> dict[str, str]:

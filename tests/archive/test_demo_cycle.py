@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import time
 
-import requests
-
 from archive.server import serve_in_thread
-from tests.archive.conftest import server_config, wait_for
+from tests.archive.conftest import server_config, tls_session, wait_for
 
 
 def test_migrate_evict_stage_cycle_in_seconds(tmp_path, pki, token_key, mint):
@@ -17,10 +15,7 @@ def test_migrate_evict_stage_cycle_in_seconds(tmp_path, pki, token_key, mint):
                         cache={"capacity_bytes": 1_000_000, "high_watermark": 0.9,
                                "low_watermark": 0.5})
     srv = serve_in_thread(cfg)
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(pki.ca_cert)
-    s.headers["Authorization"] = f"Bearer {mint()}"
+    s = tls_session(pki, mint())
     t0 = time.monotonic()
     try:
         blobs = {f"/demo/f{i}": os.urandom(300_000) for i in range(4)}  # 1.2 MB > 0.9 MB

@@ -9,6 +9,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from archive.fitsmeta import extract
+from tests.archive.conftest import tls_session
 
 
 def write_fits(path, **cards):
@@ -47,10 +48,7 @@ def test_extract_wcs_centre(tmp_path):
 
 
 def test_search_api(lta, pki, mint, tmp_path):
-    s = requests.Session()
-    s.trust_env = False
-    s.verify = str(pki.ca_cert)
-    s.headers["Authorization"] = f"Bearer {mint()}"
+    s = tls_session(pki, mint())
     for i, (ra, dec, inst) in enumerate([(10.0, 20.0, "HBA"), (10.2, 20.1, "LBA"),
                                          (200.0, -30.0, "HBA")]):
         p = write_fits(tmp_path / f"s{i}.fits", TELESCOP="LOFAR", INSTRUME=inst, RA=ra, DEC=dec,

@@ -12,17 +12,12 @@ import zlib
 import pytest
 import requests
 
-from tests.archive.conftest import wait_for
+from tests.archive.conftest import tls_session, wait_for
 
 
 @pytest.fixture(scope="module")
 def http(lta, pki, mint):
-    s = requests.Session()
-    s.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-    s.verify = str(pki.ca_cert)
-    s.headers["Authorization"] = f"Bearer {mint()}"
-    s.base = lta.url
-    return s
+    return tls_session(pki, mint(), lta.url)
 
 
 def test_put_get_range_digest(http):
