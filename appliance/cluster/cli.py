@@ -98,6 +98,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--tail", type=int, default=50, help="lines per log (default 50)")
     q.set_defaults(func=cmd_logs)
 
+    q = cs.add_parser("test", help="one role on a fresh local container node: converge, verify, "
+                      "idempotence (molecule style)",
+                      description=_roletest_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("role", metavar="ROLE", help="a role of playbooks/roles (mariadb, archive)")
+    q.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="the test node's state (default build/cluster/test-ROLE)")
+    q.add_argument("--name", help="cluster name, prefix of its containers (default rt-ROLE)")
+    q.add_argument("--keep", action="store_true", help="leave the node running afterwards")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.add_argument("--extra-vars", "-e", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra variable (repeatable)")
+    q.set_defaults(func=cmd_test)
+
     q = cs.add_parser("down", help="remove the cluster's containers (or `vagrant destroy`)")
     common(q)
     q.add_argument("--driver", choices=["containers", "vagrant"], default="containers")
@@ -133,13 +147,14 @@ def _vault_file(args: argparse.Namespace) -> Path | None:
     return path
 
 
-def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
-    print(json.dumps(obj, indent=2) if args.json else text)
+def _roletest_doc() -> str:
+    from appliance.cluster import roletest
+
+    return roletest.__doc__ or ""
 
 
-def _provision(args: argparse.Namespace, inventories: list[str], state_dir: Path) -> int:
+def _extravars(args: argparse.Namespace) -> dict[str, str]:
     from appliance.cluster.errors import InventoryError
-    from appliance.cluster.provision import run_site
 
     extravars = {}
     for item in args.extra_vars:
@@ -147,6 +162,17 @@ def _provision(args: argparse.Namespace, inventories: list[str], state_dir: Path
         if not sep or not key.isidentifier():
             raise InventoryError(f"--extra-vars {item!r}: expected KEY=VALUE")
         extravars[key] = value
+    return extravars
+
+
+def _emit(args: argparse.Namespace, obj: dict[str, Any], text: str) -> None:
+    print(json.dumps(obj, indent=2) if args.json else text)
+
+
+def _provision(args: argparse.Namespace, inventories: list[str], state_dir: Path) -> int:
+    from appliance.cluster.provision import run_site
+
+    extravars = _extravars(args)
     result = run_site(inventories, state_dir, limit=args.limit, tags=args.tags, skip_tags=args.skip_tags,
                       check=args.check, extravars=extravars, progress=not (args.no_progress or args.json),
                       vault_password_file=_vault_file(args))
@@ -233,6 +259,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
     outcome = GroupOutcome(tuple(results))
     _emit(args, outcome.to_json(), outcome.report())
     return 0 if outcome.ok else Exit.REMOTE
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from appliance.cluster.roletest import run_role_test
+
+    result = run_role_test(args.role, (args.state_dir or _default_state_dir(f"test-{args.role}")).resolve(),
+                           name=args.name or f"rt-{args.role}", keep=args.keep, extravars=_extravars(args),
+                           progress=not (args.no_progress or args.json))
+    _emit(args, result.to_json(), result.report())
+    return 0 if result.ok else Exit.REMOTE
 
 
 def cmd_down(args: argparse.Namespace) -> int:
