@@ -14,6 +14,8 @@ FLOW = """\
 Typical flow (a work area holds state, flags, products.xml, catalogs):
   appliance pipeline generate --out alma/ --observations 300 --seed 1   # synthetic archive + truth.json
   appliance pipeline generate --out alma/ --ingest https://127.0.0.1:8443 --prefix alma
+  appliance pipeline match    --url https://127.0.0.1:8443 --prefix alma --root got/ --work work/ \
+                              [--cone RA,DEC,RADIUS] [--project P] [--band 6] [--start D] [--end D]
   appliance pipeline products --root alma/ --work work/ [--truth]        # XML + confusion table
   appliance pipeline image    --root alma/ --work work/ [--detectors sextractor,aegean,emcee]
   appliance pipeline flag     --work work/ ITEM --note "side lobes"     # persists across re-runs
@@ -58,6 +60,28 @@ def _generate(a: argparse.Namespace) -> int:
         print(res.report(), file=sys.stderr)
         return 0 if res.ok else res.exit_code
     return 0
+
+
+def _match(a: argparse.Namespace) -> int:
+    from appliance.pipeline.errors import UsageProblem
+    from appliance.pipeline.match import Selection, run_match
+
+    o = StageOptions.from_args(a)
+    sel = Selection(Selection.parse_cone(a.cone) if a.cone else None, a.project, a.band, a.start, a.end)
+    if not a.alma and not a.url:
+        raise UsageProblem("--url", "the archive server's URL is required (or --alma)")
+    if a.alma:
+        from appliance.pipeline.alma import alma_search
+
+        rows = alma_search(sel, archive_url=a.alma_url)
+        _emit(o.json, rows)
+        return 0
+    summary, plan = run_match(a.url, o.root, o.work, a.prefix, sel, parallel=o.parallel,
+                              resume=o.resume, progress=o.progress)
+    _emit(o.json, summary)
+    print(f"match: {len(plan.folders)} observation(s) ({plan.matched_files} file(s) matched) -> {o.root}",
+          file=sys.stderr)
+    return 0 if summary.ok else Exit.REMOTE
 
 
 def _products(a: argparse.Namespace) -> int:
@@ -142,6 +166,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     g.add_argument("--json", action="store_true", help="machine-readable summary")
     g.set_defaults(func=_generate)
+
+    m = _stage_parser(sub, "match", "select observations in the archive's catalog, stage and fetch them")
+    m.add_argument("--url", help="the archive server, https://HOST:PORT (token: $BEARER_TOKEN)")
+    m.add_argument("--prefix", default="alma", help="path prefix on the archive (default alma)")
+    m.add_argument("--cone", metavar="RA,DEC,RADIUS", help="degrees, ICRS")
+    m.add_argument("--project", help="project code, e.g. 2023.1.00123.S")
+    m.add_argument("--band", type=int, help="ALMA band number")
+    m.add_argument("--start", help="observed on or after (ISO 8601)")
+    m.add_argument("--end", help="observed before (ISO 8601)")
+    m.add_argument("--alma", action="store_true", help="search ALMA's own archive (astroquery, network) instead")
+    m.add_argument("--alma-url", help="ALMA archive mirror for --alma (default: astroquery's)")
+    m.set_defaults(func=_match)
 
     p = _stage_parser(sub, "products", "group files into observations and product types (XML + XSD)")
     p.add_argument("--truth", action="store_true", help="score against ROOT/truth.json: confusion table")

@@ -158,6 +158,7 @@ def header_for(rng: np.random.Generator, t: ObsTruth, n: int, cell_deg: float, b
     h["PROJECT"] = t.project
     h["DATE-OBS"] = t.date
     h["TELESCOP"] = "ALMA"
+    h["INSTRUME"] = f"ALMA Band {t.band}"  # what `match --band` searches in the catalog
     h["RESTFRQ"] = BANDS[t.band]
     for key in OPTIONAL_KEYS:
         if rng.random() < drop:

@@ -1,0 +1,199 @@
+"""The ``match`` stage: select observations in our archive's catalog, stage them, fetch them.
+
+1. Search ``/api/catalog/search`` (keyset paged) below ``--prefix`` with the user's selection: a
+   cone (``RA,DEC,RADIUS`` in degrees, ICRS), a project, a band and a date range. The catalog
+   keeps what the server read from the FITS headers at ingest; the band is the ``INSTRUME``
+   keyword (``ALMA Band N``, as the generator writes it).
+2. An observation (the folder holding a file) matches when any of its files matches: headers are
+   incomplete (a file may lack ``PROJECT`` or ``DATE-OBS``), so every file of a matching folder is
+   then listed (a second search on the folder's prefix, no other filter) and fetched.
+3. Files only on tape are staged through the WLCG Tape REST API and each one is copied the moment
+   it is online (``appliance.staging.bulk``), through the transfer layer, with the catalog's
+   adler32 as the expected checksum: a copy whose bytes differ fails.
+
+Each observation folder is an item with a verdict in ``<work>/state/match/``: done (every file
+fetched and verified), failed (the error of the first file that failed). A re-run skips folders
+already done (resume), manual flags are honoured as in the other stages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from appliance.exitcodes import Exit
+from appliance.fsutil import atomic_write_json
+from appliance.pipeline import runner
+from appliance.pipeline.errors import PipelineError, UsageProblem
+from appliance.pipeline.runner import ItemState, RunSummary, item_id
+from appliance.transfer.credentials import Credentials
+
+
+class ArchiveProblem(PipelineError):
+    """The catalog answered with an error (or not at all); ``path`` is the URL."""
+
+    exit_code = Exit.REMOTE
+
+
+def band_instrument(band: int) -> str:
+    """The catalog ``instrument`` value of an ALMA band (the generator's INSTRUME keyword)."""
+    return f"ALMA Band {int(band)}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    cone: tuple[float, float, float] | None = None
+    project: str | None = None
+    band: int | None = None
+    start: str | None = None
+    end: str | None = None
+
+    @staticmethod
+    def parse_cone(text: str) -> tuple[float, float, float]:
+        parts = text.split(",")
+        try:
+            ra, dec, radius = (float(p) for p in parts)
+        except ValueError:
+            raise UsageProblem("--cone", f"expected RA,DEC,RADIUS in degrees, got {text!r}") from None
+        if not (-90 <= dec <= 90 and radius > 0):
+            raise UsageProblem("--cone", f"expected -90 <= DEC <= 90 and RADIUS > 0, got {text!r}")
+        return ra, dec, radius
+
+    def params(self) -> dict[str, str]:
+        p: dict[str, str] = {}
+        if self.cone:
+            p["cone"] = ",".join(repr(v) for v in self.cone)
+        if self.project:
+            p["project"] = self.project
+        if self.band is not None:
+            p["instrument"] = band_instrument(self.band)
+        if self.start:
+            p["start"] = self.start
+        if self.end:
+            p["end"] = self.end
+        return p
+
+
+def _https(url: str) -> str:
+    """The server's HTTPS base URL from ``https://``/``davs://`` (``http``/``dav`` stay plain)."""
+    u = urlsplit(url.rstrip("/"))
+    scheme = {"davs": "https", "dav": "http"}.get(u.scheme, u.scheme)
+    if scheme not in ("https", "http") or not u.netloc:
+        raise UsageProblem(url, "expected the archive's https://HOST:PORT (or davs://) URL")
+    return urlunsplit((scheme, u.netloc, "", "", ""))
+
+
+def search(url: str, prefix: str, params: dict[str, str], credentials: Credentials | None = None,
+           page: int = 1000) -> list[dict[str, Any]]:
+    """Every catalog item below ``prefix`` that matches ``params`` (all pages)."""
+    import requests
+
+    from appliance.transfer.http import make_session
+
+    base = _https(url) + "/api/catalog/search"
+    session = make_session(credentials or Credentials.discover())
+    out: list[dict[str, Any]] = []
+    query = {"prefix": "/" + prefix.strip("/"), "limit": str(page), **params}
+    while True:
+        try:
+            # %20, never '+': the server decodes the query as a path (RFC 3986), not as a form
+            r = session.get(base, params=urlencode(query, quote_via=quote), timeout=60)
+        except requests.RequestException as err:
+            raise ArchiveProblem(base, f"catalog search failed: {err}") from err
+        if r.status_code != 200:
+            detail = r.text.strip().replace("\n", " ")[:300]
+            problem = ArchiveProblem(base, f"catalog search answered {r.status_code}: {detail}")
+            if r.status_code in (401, 403):
+                problem.exit_code = Exit.PERMISSION
+            elif r.status_code == 400:
+                problem.exit_code = Exit.USAGE
+            raise problem
+        body = r.json()
+        out.extend(body.get("items", []))
+        if not body.get("next"):
+            return out
+        query["after"] = body["next"]
+
+
+@dataclass
+class MatchPlan:
+    """What a selection found: observation folder (relative to the prefix) -> its catalog items."""
+
+    folders: dict[str, list[dict[str, Any]]]
+    matched_files: int
+
+    def to_json(self) -> dict:
+        return {"observations": len(self.folders), "matched_files": self.matched_files,
+                "files": sum(len(v) for v in self.folders.values()),
+                "folders": {k: [i["path"] for i in v] for k, v in sorted(self.folders.items())}}
+
+
+def plan(url: str, prefix: str, selection: Selection, credentials: Credentials | None = None) -> MatchPlan:
+    """Search, then widen every hit to all files of its observation folder."""
+    base = "/" + prefix.strip("/")
+    hits = search(url, base, selection.params(), credentials)
+    rel_folders = sorted({str(Path(h["path"]).parent.relative_to(base)) for h in hits})
+    folders: dict[str, list[dict[str, Any]]] = {}
+    for rel in rel_folders:
+        items = search(url, f"{base}/{rel}", {}, credentials)
+        folders[rel] = [i for i in items if str(Path(i["path"]).parent.relative_to(base)) == rel]
+    return MatchPlan(folders, len(hits))
+
+
+def run_match(url: str, dest: Path, work: Path, prefix: str = "alma", selection: Selection | None = None,
+              credentials: Credentials | None = None, parallel: int = 4, resume: bool = True,
+              progress: bool = True) -> tuple[RunSummary, MatchPlan]:
+    """Fetch every matching observation into ``dest/<folder>/`` (staging from tape as needed)."""
+    from appliance.staging.bulk import StagingCopier
+    from appliance.transfer.engine import Copier, CopyJob, CopyOptions
+
+    t0 = time.perf_counter()
+    creds = credentials or Credentials.discover()
+    dest, work = Path(dest).resolve(), Path(work).resolve()
+    the_plan = plan(url, prefix, selection or Selection(), creds)
+    flags = runner.load_flags(work)
+    sdir = runner.state_dir(work, "match")
+    sdir.mkdir(parents=True, exist_ok=True)
+    states: dict[str, ItemState] = {}
+    jobs: list[CopyJob] = []
+    owner: list[str] = []
+    server = _https(url)
+    for folder, items in sorted(the_plan.folders.items()):
+        if folder in flags:
+            states[folder] = ItemState(folder, "match", "flagged", f"manual: {flags[folder]['note']}", manual=True)
+            continue
+        old = runner.load_state(work, "match", folder) if resume else None
+        if old is not None and old.status == "done" and all((dest / folder / Path(i["path"]).name).is_file()
+                                                             for i in items):
+            states[folder] = old
+            continue
+        for i in items:
+            jobs.append(CopyJob(server + i["path"], str(dest / folder / Path(i["path"]).name),
+                                expected=f"adler32:{i['adler32']}" if i.get("adler32") else None))
+            owner.append(folder)
+    copier = Copier(creds, CopyOptions(parallel=parallel, progress=progress, checksum="adler32"))
+    result = StagingCopier(copier, creds).copy(jobs) if jobs else None
+    per: dict[str, list] = {}
+    if result is not None:
+        for folder, res in zip(owner, result.results, strict=True):
+            per.setdefault(folder, []).append(res)
+    for folder, results in per.items():
+        bad = [r for r in results if not r.ok or not r.verified]
+        if bad:
+            r = bad[0]
+            reason = f"{r.src}: {r.error or 'copied but not verified (no checksum)'}"
+            st = ItemState(folder, "match", "failed", reason)
+        else:
+            st = ItemState(folder, "match", "done", "", {
+                "files": {Path(r.dst).name: f"{r.checksum_type}:{r.dest_checksum}" for r in results},
+                "bytes": sum(r.size for r in results)})
+        atomic_write_json(sdir / f"{item_id(folder)}.json", st.to_json())
+        states[folder] = st
+    summary = RunSummary("match", [states[f] for f in sorted(states)], len(per),
+                         round(time.perf_counter() - t0, 3))
+    if result is not None:
+        atomic_write_json(work / "match-transfers.json", result.to_json())
+    return summary, the_plan

@@ -1,0 +1,126 @@
+"""The ``match`` stage against the project's real archive server (HTTPS, test CA, bearer token).
+
+``pipeline generate --ingest`` uploads a generated archive into the server; a few files are then
+written to tape and dropped from the disk cache, so ``pipeline match`` must stage them through the
+Tape REST API; every fetched file is byte-identical and its adler32 is the catalog's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from astropy.io import fits
+
+from tests.appliance.staging.archive_server import archive  # noqa: F401
+from tests.appliance.transfer.fixtures import pki  # noqa: F401
+
+PREFIX = "alma-m"
+SCOPES = "storage.read:/ storage.create:/ storage.modify:/ storage.stage:/"
+
+
+def _cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance.cli", "pipeline", *args, "--no-progress"],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def served(archive, pki, tmp_path_factory):  # noqa: F811
+    """A 10-observation archive ingested through the CLI; three of its files only on tape."""
+    src = tmp_path_factory.mktemp("alma-src")
+    env = {**os.environ, "BEARER_TOKEN": archive.mint(SCOPES), "X509_CERT_DIR": str(pki.cert_dir)}
+    url = archive.running.url
+    p = _cli(env, "generate", "--out", str(src), "--observations", "10", "--seed", "5", "--size", "48",
+             "--ingest", url, "--prefix", PREFIX)
+    assert p.returncode == 0, p.stderr
+    files = sorted(f.relative_to(src).as_posix() for f in src.rglob("*.fits"))
+    assert files
+    taped = files[::4][:3]
+    for rel in taped:
+        archive.on_tape(f"/{PREFIX}/{rel}")
+    return src, env, url, files, taped
+
+
+def _adler(path: Path) -> str:
+    return f"{zlib.adler32(path.read_bytes()) & 0xffffffff:08x}"
+
+
+def _folders_where(src: Path, pred) -> set[str]:
+    out = set()
+    for f in src.rglob("*.fits"):
+        if pred(fits.getheader(f)):
+            out.add(f.parent.relative_to(src).as_posix())
+    return out
+
+
+def test_match_everything_stages_and_verifies(served, tmp_path):
+    src, env, url, files, taped = served
+    got, work = tmp_path / "got", tmp_path / "work"
+    p = _cli(env, "match", "--url", url, "--prefix", PREFIX, "--root", str(got), "--work", str(work), "--json")
+    assert p.returncode == 0, p.stderr + p.stdout[-3000:]
+    summary = json.loads(p.stdout)
+    folders = {Path(f).parent.as_posix() for f in files}
+    assert summary["done"] == len(folders) and summary["failed"] == 0
+    for rel in files:
+        assert (got / rel).read_bytes() == (src / rel).read_bytes(), rel
+    transfers = json.loads((work / "match-transfers.json").read_text())
+    assert all(f["verified"] and f["checksum_type"] == "adler32" for f in transfers["files"])
+    assert any(f"staged {len(taped)} file(s)" in n for n in transfers["notes"]), transfers["notes"]
+    state = json.loads(next((work / "state" / "match").glob("*.json")).read_text())
+    name, check = next(iter(state["result"]["files"].items()))
+    assert check == f"adler32:{_adler(got / state['id'] / name)}"
+    # the fetched tree is what `products` expects
+    from appliance.pipeline.stages import list_observations
+
+    assert list_observations(got) == list_observations(src)
+    # resume: a second run fetches nothing
+    again = _cli(env, "match", "--url", url, "--prefix", PREFIX, "--root", str(got), "--work", str(work), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["processed"] == 0
+
+
+def test_match_selections(served, tmp_path):
+    src, env, url, files, _ = served
+
+    def run(*sel: str) -> set[str]:
+        work = tmp_path / ("w" + str(abs(hash(sel))))
+        p = _cli(env, "match", "--url", url, "--prefix", PREFIX, "--root", str(tmp_path / "g"),
+                 "--work", str(work), "--json", *sel)
+        assert p.returncode == 0, p.stderr
+        return {i["id"] for i in json.loads(p.stdout)["items"]}
+
+    truth = json.loads((src / "truth.json").read_text())["observations"]
+    t0 = truth[0]
+    assert run("--band", str(t0["band"])) == {t["folder"] for t in truth if t["band"] == t0["band"]}
+    want = _folders_where(src, lambda h: h.get("PROJECT") == t0["project"])
+    got = run("--project", t0["project"])
+    assert want <= got <= {t["folder"] for t in truth if t["project"] == t0["project"]} and want
+    assert run("--project", "1999.1.00000.X") == set()
+    assert run("--cone", f"{t0['ra']},{t0['dec']},0.01") == {t0["folder"]}
+    dated = [t for t in truth if t["date"] < "2022-01-01"]
+    want = _folders_where(src, lambda h: "DATE-OBS" in h and h["DATE-OBS"] < "2022-01-01")
+    got = run("--end", "2022-01-01")
+    assert want <= got <= {t["folder"] for t in dated} and want
+
+
+def test_match_bad_cone_and_no_url_are_usage_errors(served, tmp_path):
+    _, env, url, _, _ = served
+    p = _cli(env, "match", "--url", url, "--root", str(tmp_path / "g"), "--work", str(tmp_path / "w"),
+             "--cone", "10,95,1")
+    assert p.returncode == 2 and "--cone" in p.stderr and "Traceback" not in p.stderr
+    p = _cli(env, "match", "--root", str(tmp_path / "g"), "--work", str(tmp_path / "w"))
+    assert p.returncode == 2 and "--url" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_match_without_read_scope_is_refused(served, archive, tmp_path):  # noqa: F811
+    _, env, url, _, _ = served
+    env = {**env, "BEARER_TOKEN": archive.mint("storage.read:/elsewhere")}
+    p = _cli(env, "match", "--url", url, "--prefix", PREFIX, "--root", str(tmp_path / "g"),
+             "--work", str(tmp_path / "w"))
+    assert p.returncode == 8, (p.returncode, p.stderr)
+    assert "catalog search answered 403" in p.stderr and "Traceback" not in p.stderr
