@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "batch", help="run one recipe over many inputs on Dask (local, a scheduler, or Slurm)",
         description="Runs RECIPE once per input, each item with its own run record. The item replaces "
                     "the recipe's input (--input-name when it has several). Archive inputs are staged "
-                    "in one bulk request per server before any run starts. Failed items are retried "
+                    "in one bulk request per server before any run starts (the archive recalls them in "
+                    "tape order) and released when the batch ends. Failed items are retried "
                     "(--retries); an item that needed a retry to succeed is 'flagged'. Results are "
                     "journaled as they land (BATCH/results.jsonl under the home): a kill loses no "
                     "finished item. Exit 0 when no item failed, 5 otherwise.",
@@ -53,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _batch(args: argparse.Namespace) -> int:
     from appliance.batch.engine import ClusterOptions, Journal, run_batch
     from appliance.batch.items import batch_root, derive, expand_inputs, input_name
-    from appliance.batch.stage import archive_query, stage_all
+    from appliance.batch.stage import archive_query, release_all, stage_all
     from appliance.config import Settings
     from appliance.errors import ConfigError, RunFailed
     from appliance.recipes.model import load_recipe
@@ -64,10 +65,9 @@ def _batch(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     name = input_name(args.recipe, args.input_name)
     uris = archive_query(args.archive_query, args.match) if args.archive_query else expand_inputs(args.inputs)
-    staged = 0
+    requests: dict[str, str] = {}
     if not args.no_stage:
         requests = stage_all(uris)
-        staged = len(requests)
     root = batch_root(settings.home, args.recipe)
     from appliance.runs.runner import Runner
 
@@ -78,8 +78,13 @@ def _batch(args: argparse.Namespace) -> int:
         slurm_options["queue"] = args.slurm_partition
     opts = ClusterOptions(scheduler=args.scheduler, slurm=args.slurm, workers=args.workers,
                           slurm_options=slurm_options)
-    summary = run_batch(settings, recipe.name, items, Journal(root / "results.jsonl"), opts,
-                        retries=args.retries, progress=not args.json and sys.stderr.isatty(), staged=staged)
+    try:
+        summary = run_batch(settings, recipe.name, items, Journal(root / "results.jsonl"), opts,
+                            retries=args.retries, progress=not args.json and sys.stderr.isatty(),
+                            staged=len(requests))
+    finally:
+        for line in release_all(requests):
+            print(f"appliance: {line}", file=sys.stderr)
     print(summary.to_json() if args.json else summary.report())
     if not summary.ok:
         print(f"appliance: {summary.counts['failed']} of {len(items)} items failed", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from appliance.staging.bulk import TAPE_SCHEMES
 from appliance.staging.errors import TapeApiUnavailable
@@ -21,14 +22,18 @@ def archive_query(collection: str, match: str = "*", credentials: Credentials | 
     from appliance.transfer.select import Backends
 
     backend = Backends(credentials or Credentials.discover()).for_url(collection)
+    parts = urlsplit(collection)
     found: list[str] = []
     todo = [collection.rstrip("/") + "/"]
     while todo:
         for entry in backend.listdir(todo.pop()):
+            # the entry's path on the collection's scheme and server: a PROPFIND href is a path,
+            # and urljoin() leaves it bare for schemes it does not know (davs://)
+            url = urlunsplit((parts.scheme, parts.netloc, urlsplit(entry.url).path, "", ""))
             if entry.is_dir:
-                todo.append(entry.url.rstrip("/") + "/")
+                todo.append(url.rstrip("/") + "/")
             elif fnmatch.fnmatch(entry.name, match):
-                found.append(entry.url)
+                found.append(url)
     return sorted(found)
 
 
@@ -55,3 +60,25 @@ def stage_all(uris: list[str], credentials: Credentials | None = None, lifetime:
         client.wait(rid, timeout=timeout)  # type: ignore[attr-defined]
         requests[server] = rid
     return requests
+
+
+def release_all(requests: dict[str, str], credentials: Credentials | None = None,
+                client_factory: Callable[[str], object] | None = None) -> list[str]:
+    """Delete the batch's stage requests once every run has read its input: the archive may
+    then evict the staged files again instead of pinning them for the whole lifetime. Returns
+    one line per request that could not be released (the pins then expire with the lifetime)."""
+    from appliance.staging.errors import StagingError
+
+    problems = []
+    for server, rid in requests.items():
+        if client_factory is None:
+            from appliance.staging.client import StagingClient
+
+            client = StagingClient(server, credentials or Credentials.discover())
+        else:
+            client = client_factory(server)
+        try:
+            client.delete(rid)  # type: ignore[attr-defined]
+        except (StagingError, OSError) as err:
+            problems.append(f"{server}: stage request {rid} not released: {err}")
+    return problems
