@@ -370,13 +370,21 @@ def create_app(state: WebState):  # noqa: ANN201 - a FastAPI app (imported lazil
         await websocket.accept()
         q: asyncio.Queue = asyncio.Queue()
         state.queues.add(q)
-        try:
+
+        async def pump() -> None:
             await websocket.send_json({"type": "hello", "t_server_ms": time.time() * 1000})
             while True:
                 await websocket.send_json(await q.get())
+
+        sender = asyncio.create_task(pump())
+        try:  # read too, so a closed page (or the server shutting down) ends this handler at once
+            while not sender.done():
+                if (await websocket.receive())["type"] == "websocket.disconnect":
+                    break
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            sender.cancel()
             state.queues.discard(q)
 
     return app
@@ -417,7 +425,7 @@ def serve(a: argparse.Namespace) -> int:
     state = WebState(root, work, token, parallel=a.parallel, detectors=detectors)
     host_in_url = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
     config = uvicorn.Config(create_app(state), host=a.host, port=a.port, log_level="warning",
-                            ws="websockets-sansio")
+                            ws="websockets-sansio", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     if a.samp:
         from appliance.pipeline.samp import SampBridge
