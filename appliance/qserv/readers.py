@@ -176,19 +176,21 @@ def csv_row_of_offset(path: str, offset: int, header: bool) -> int:
 
 
 def _body_from_lines(block: bytes, n_lines: int | None = None) -> pa.Array:
-    """``block`` (lines, each ending in a newline) as a large_string array of ``"\\n" + line`` values.
+    """``block`` (lines, each ending in a newline) as a large_string array of ``"\\n" + line`` values."""
+    return _body_from_shifted(memoryview(b"\n" + block[:-1]))
 
-    The block is shifted by one byte (a leading newline, the last one dropped) so every value's
-    bytes are contiguous and the array's data buffer is that one copy of the block.
+
+def _body_from_shifted(shifted: memoryview) -> pa.Array:
+    """Lines shifted by one byte (a leading newline, the last one dropped) as a large_string array
+    of ``"\\n" + line`` values: every value's bytes are contiguous and the array's data buffer is
+    ``shifted`` itself (no copy).
     """
-    shifted = b"\n" + block[:-1]
     u8 = np.frombuffer(shifted, dtype=np.uint8)
     nl = np.flatnonzero(u8 == 10)
     offsets = np.empty(nl.size + 1, dtype=np.int64)
     offsets[:-1] = nl
     offsets[-1] = len(shifted)
-    buf = pa.py_buffer(shifted)
-    return pa.Array.from_buffers(pa.large_string(), nl.size, [None, pa.py_buffer(offsets), buf])
+    return pa.Array.from_buffers(pa.large_string(), nl.size, [None, pa.py_buffer(offsets), pa.py_buffer(shifted)])
 
 
 def render_body(table: pa.Table) -> pa.Array:
@@ -269,22 +271,35 @@ def _iter_csv(spec: InputSpec, split: Split, need: list[str], positions_only: bo
         left = split.b - split.a
         carry = b""
         while left > 0 or carry:
-            chunk = fh.read(min(CSV_BLOCK_BYTES, left)) if left > 0 else b""
-            left -= len(chunk)
-            data = carry + chunk
+            # one buffer per block: byte 0 is the newline the body's first row starts with, then the
+            # carried partial line, then the read; the block and its body are views of it (no copies)
+            want = min(CSV_BLOCK_BYTES, left) if left > 0 else 0
+            buf = bytearray(2 + len(carry) + want)
+            buf[0] = 10
+            buf[1 : 1 + len(carry)] = carry
+            view = memoryview(buf)
+            got = fh.readinto(view[1 + len(carry) : 1 + len(carry) + want]) if want else 0
+            if want and not got:  # the file shrank under us: what is left is the last block
+                left = 0
+            left -= got
+            end = 1 + len(carry) + got
             if left > 0:
-                cut = data.rfind(b"\n") + 1
+                cut = buf.rfind(b"\n", 1, end) + 1
                 if cut == 0:
-                    carry = data
+                    carry = bytes(view[1:end])
                     continue
-                block, carry = data[:cut], data[cut:]
+                carry = bytes(view[cut:end])
+                end = cut
             else:
-                block, carry = data, b""
-                if not block:
+                carry = b""
+                if end == 1:
                     break
-                if not block.endswith(b"\n"):
-                    block += b"\n"
-            n_lines = block.count(b"\n")
+                if buf[end - 1] != 10:
+                    buf[end] = 10
+                    end += 1
+            block = view[1:end]
+            body = _body_from_shifted(view[0 : end - 1])
+            n_lines = len(body)
             try:
                 t = pacsv.read_csv(pa.py_buffer(block), read_options=read_opts, parse_options=parse_opts, convert_options=conv)
             except pa.ArrowInvalid as err:
@@ -292,5 +307,6 @@ def _iter_csv(spec: InputSpec, split: Split, need: list[str], positions_only: bo
             if t.num_rows != n_lines:
                 raise CatalogError(split.path, f"{n_lines} lines but {t.num_rows} rows parsed near byte {split.a}: "
                                    "blank lines or quoted line breaks are not supported (as in sph-partition)")
-            yield row, None if positions_only else _body_from_lines(block, n_lines), {c: _np(t.column(c), split.path, c) for c in need}
+            yield row, None if positions_only else body, {c: _np(t.column(c), split.path, c) for c in need}
+            del body, block, view
             row += n_lines
