@@ -8,7 +8,8 @@ role runs containers). Then:
 1. converge: ``site.yml`` on that host (only the plays of its groups run);
 2. verify: ``playbooks/verify/ROLE.yml``, a playbook of assertions about the converged node (the
    service answers, its port is open, its configuration holds what the inventory asked for);
-3. idempotence: ``site.yml`` again, which must change nothing. Ansible's own per-host totals
+3. idempotence: ``site.yml`` again, which must change nothing (the code shipped to the node is a
+   snapshot taken at the start, so edits to the working tree meanwhile do not count). Ansible's own per-host totals
    (``playbook_on_stats``) are the count, so a ``no_log`` task that reports changed is counted
    (its result is censored, its task name is not: the changed tasks are listed by name).
 
@@ -131,6 +132,17 @@ def write_template(role: str, dest: Path) -> str:
     return host
 
 
+def snapshot_source(dest: Path) -> Path:
+    """The Python packages the appliance role ships (``appliance``, ``archive``), copied once."""
+    from appliance.cluster.inventory import REPO_ROOT
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    for pkg in ("appliance", "archive"):
+        shutil.copytree(REPO_ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 def run_role_test(role: str, state_dir: Path, *, name: str, keep: bool = False,
                   extravars: dict[str, Any] | None = None, progress: bool = False) -> RoleTestResult:
     if role not in RUNNABLE:
@@ -139,6 +151,11 @@ def run_role_test(role: str, state_dir: Path, *, name: str, keep: bool = False,
     if not verify.is_file():
         raise InventoryError(f"{verify}: no verify playbook for role {role}")
     state_dir = Path(state_dir).resolve()
+    extravars = dict(extravars or {})
+    if "appliance_python_source_dir" not in extravars:
+        # A snapshot of the code shipped to the node: the idempotence step must not see edits
+        # made to the working tree meanwhile (the source tar would differ: changed > 0).
+        extravars["appliance_python_source_dir"] = str(snapshot_source(state_dir / "src"))
     host = write_template(role, state_dir / "template")
     state = up(name, state_dir, template=state_dir / "template")
     result = RoleTestResult(role=role, node=host, state_dir=str(state_dir), kept=keep)
