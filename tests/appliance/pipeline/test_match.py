@@ -124,3 +124,23 @@ def test_match_without_read_scope_is_refused(served, archive, tmp_path):  # noqa
              "--work", str(tmp_path / "w"))
     assert p.returncode == 8, (p.returncode, p.stderr)
     assert "catalog search answered 403" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_match_a_file_damaged_in_the_archive_fails_its_observation_only(served, archive, tmp_path):  # noqa: F811
+    """Runs last (it damages the served archive): bytes on the server's disk no longer match the
+    catalog's adler32, so that copy fails and names the file; the other observations are done."""
+    src, env, url, files, taped = served
+    victim = next(f for f in files if f not in taped)
+    disk = archive.engine.disk_path(archive.engine.stat(f"/{PREFIX}/{victim}").file_id)
+    data = bytearray(disk.read_bytes())
+    data[-10:] = b"0123456789"
+    disk.write_bytes(bytes(data))
+    got, work = tmp_path / "got", tmp_path / "work"
+    p = _cli(env, "match", "--url", url, "--prefix", PREFIX, "--root", str(got), "--work", str(work), "--json")
+    assert p.returncode == 9, (p.returncode, p.stderr)
+    by = {i["id"]: i for i in json.loads(p.stdout)["items"]}
+    folder = Path(victim).parent.as_posix()
+    assert by[folder]["status"] == "failed" and Path(victim).name in by[folder]["reason"]
+    assert "adler32" in by[folder]["reason"].lower() or "checksum" in by[folder]["reason"].lower()
+    assert all(i["status"] == "done" for k, i in by.items() if k != folder)
+    assert not (got / victim).exists()
