@@ -66,6 +66,7 @@ class SampBridge:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._names: dict[str, str] = {}
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -135,10 +136,12 @@ class SampBridge:
         self.on_event(ev)
 
     def _sender_name(self, sender: str) -> str:
-        try:
-            return str(self.client.get_metadata(sender).get("samp.name", sender))
-        except Exception:  # noqa: BLE001 - the name is cosmetic
-            return sender
+        if sender not in self._names:  # one hub round trip per sender, not per message
+            try:
+                self._names[sender] = str(self.client.get_metadata(sender).get("samp.name", sender))
+            except Exception:  # noqa: BLE001 - the name is cosmetic
+                return sender
+        return self._names[sender]
 
     def _notification(self, private_key: str, sender_id: str, mtype: str, params: dict, extra: dict) -> None:
         self._emit(sender_id, mtype, params)

@@ -51,19 +51,28 @@ class WebState:
         self.fetches: deque[dict] = deque(maxlen=50)  # who fetched which catalog (TOPCAT does, after SAMP)
         self.bridge: Any = None
         self.base_url = ""
-        self._thumbs: dict[tuple[str, float], bytes] = {}
+        self._items: tuple[float, dict[str, str]] | None = None
+        self._paths: dict[str, tuple[float | None, Path | None]] = {}
+        self._thumbs: dict[tuple[str, float], tuple[bytes, list[int]]] = {}
         self._cats: dict[tuple[str, float], list[dict]] = {}
 
     # -- the items: only names the pipeline produced, never a path from a request -----------------
 
     def items(self) -> dict[str, str]:
-        """item id -> item (observation folder relative to the root)."""
-        names: set[str] = set()
-        if self.root.is_dir():
-            names.update(list_observations(self.root))
-        names.update(status_table(self.work))
-        names.update(load_flags(self.work))
-        return {item_id(n): n for n in sorted(names)}
+        """item id -> item (observation folder relative to the root); rebuilt at most every 2 s."""
+        now = time.monotonic()
+        if self._items is None or now - self._items[0] > 2.0:
+            names: set[str] = set()
+            if self.root.is_dir():
+                names.update(list_observations(self.root))
+            names.update(status_table(self.work))
+            names.update(load_flags(self.work))
+            self._items = (now, {item_id(n): n for n in sorted(names)})
+        return self._items[1]
+
+    def changed(self) -> None:
+        """A run or a flag changed the work area: list the items afresh on the next request."""
+        self._items = None
 
     def item(self, iid: str) -> str:
         from fastapi import HTTPException
@@ -81,10 +90,17 @@ class WebState:
 
     def image_path(self, item: str) -> Path | None:
         """The corrected image if ``products`` classified it, else the folder's first FITS file."""
+        xml = self.work / "products" / f"{item_id(item)}.xml"
+        mtime = xml.stat().st_mtime if xml.exists() else None
+        hit = self._paths.get(item)
+        if hit is None or hit[0] != mtime or (hit[1] is not None and not hit[1].exists()):
+            hit = self._paths[item] = (mtime, self._image_path(item, xml))
+        return hit[1]
+
+    def _image_path(self, item: str, xml: Path) -> Path | None:
         from appliance.pipeline import products as prod
         from appliance.pipeline.fitsimage import is_fits
 
-        xml = self.work / "products" / f"{item_id(item)}.xml"
         if xml.exists():
             try:
                 obs = prod.read_xml(xml)[0]
@@ -117,17 +133,17 @@ class WebState:
         if p is None:
             raise FileNotFoundError(item)
         key = (str(p), p.stat().st_mtime)
-        im = read_image(p, need_wcs=False)
-        shape = [int(im.data.shape[0]), int(im.data.shape[1])]
         if key not in self._thumbs:
+            im = read_image(p, need_wcs=False)
+            shape = [int(im.data.shape[0]), int(im.data.shape[1])]
             d = im.data
             finite = d[np.isfinite(d)]
             lo, hi = (np.percentile(finite, [1, 99.7]) if finite.size else (0.0, 1.0))
             buf = io.BytesIO()
             mpimg.imsave(buf, np.where(np.isfinite(d), d, lo), vmin=lo, vmax=max(hi, lo + 1e-12),
                          cmap="inferno", origin="lower", format="png")
-            self._thumbs[key] = buf.getvalue()
-        return self._thumbs[key], shape
+            self._thumbs[key] = (buf.getvalue(), shape)
+        return self._thumbs[key]
 
     def catalog_path(self, item: str) -> Path | None:
         p = self.inside(self.work / "image" / item_id(item) / "catalog.vot", self.work)
@@ -148,6 +164,7 @@ class WebState:
         return self._cats[key]
 
     def observations(self) -> list[dict]:
+        self.changed()  # the list the page shows is always fresh
         table, flags = status_table(self.work), load_flags(self.work)
         out = []
         for iid, it in self.items().items():
@@ -178,6 +195,8 @@ class WebState:
             hit = self.nearest(ev["ra"], ev["dec"])
             if hit is not None and hit[2] <= POINT_RADIUS_ARCSEC:
                 ev["item"], ev["rows"], ev["sep_arcsec"] = hit[0], [hit[1]], round(hit[2], 3)
+        if ev.get("type") in ("run", "flag", "unflag"):
+            self.changed()
         self.events.append(ev)
         loop = self.loop
         if loop is None:
