@@ -58,17 +58,22 @@ def _json_errors(func):
             if getattr(args, "json", False):
                 detail = err.to_json() if hasattr(err, "to_json") else {"message": str(err)}
                 doc = {"ok": False, "error": {"type": type(err).__name__, "exit_code": int(err.exit_code), "text": str(err), **detail}}
-                json.dump(doc, sys.stdout, indent=2, default=str)
-                sys.stdout.write("\n")
+                sys.stdout.write(_compact_json(doc) + "\n")
             raise
 
     return wrapper
 
 
+def _compact_json(doc) -> str:
+    """One line of JSON: ``json.dumps`` without indent runs the C encoder; with ``indent`` it is pure
+    Python (1.0 vs 0.3 CPU-s for the 146k chunks of a whole-sky 340/3 summary). Pipe to ``jq`` to read.
+    """
+    return json.dumps(doc, separators=(",", ":"), default=str)
+
+
 def _emit(args, result) -> int:
     if getattr(args, "json", False):
-        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(_compact_json(result.to_json()) + "\n")
     else:
         print(result.report())
     return 0 if result.ok else Exit.NOT_REPRODUCED  # a negative verdict (verify found differences)
