@@ -9,8 +9,11 @@ request cannot forge log lines.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -73,15 +76,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+class _InProcessQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are (same process: nothing to pickle), so
+    the formatter there sees them exactly as a direct handler would (exc_info included)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def _stop_listener() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()  # writes every record queued before it returns
+        _listener = None
+
+
 def configure(json_logs: bool, verbose: bool = False) -> None:
-    """Logging of a running server: to stderr, text or JSON, access log on (INFO)."""
+    """Logging of a running server: to stderr, text or JSON, access log on (INFO).
+
+    Request threads only put records on a queue; one thread formats and writes them, in
+    order. Writing under the stream handler's lock from every request thread was a convoy
+    under load (50 clients: threads queued on that lock while its holder waited for the GIL)."""
+    global _listener
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_logs else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _stop_listener()
+    q: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _listener = logging.handlers.QueueListener(q, handler)
+    _listener.start()
+    atexit.register(_stop_listener)  # flushes what is queued when the server exits
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    root.addHandler(handler)
+    root.addHandler(_InProcessQueueHandler(q))
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     access.setLevel(logging.INFO)
     logging.getLogger("archive").setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -14,6 +14,7 @@ crash and is removed, and catalog rows whose disk file vanished are dropped.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
@@ -141,6 +142,9 @@ class Archive:
         #: the recall scheduling policy (pure); benchmarks swap in ``scheduler.plan_fifo``
         self.recall_policy = plan_recalls
         self._candidates: list[tuple[FileEntry, list[int]]] | None = None
+        self._cand_lock = threading.Lock()  # guards _candidates and _cand_gen (PUT threads)
+        self._cand_gen = 0  # bumped at every invalidation: a scan older than that is not kept
+        self._next_rescan = 0.0  # the periodic housekeeping also rescans the candidates
         self._force_migration = False  # `archive migrate`: write what waits now, not by age
         #: pools that already hold a pending namespace record (seq -> pools); a record leaves
         #: the catalog's log once every pool has it, so each pool's cartridges alone rebuild
@@ -306,7 +310,7 @@ class Archive:
         if old:
             with contextlib.suppress(FileNotFoundError):
                 self.disk_path(old).unlink()
-        self._dirty()
+        self._ingested(entry, replaced=bool(old))
         self.metrics.ingested_files += 1
         self.metrics.ingested_bytes += h.size
         self.wake()
@@ -713,12 +717,33 @@ class Archive:
     # -- migration -----------------------------------------------------------------------------
     def _migration_candidates(self) -> list[tuple[FileEntry, list[int]]]:
         """Cached between namespace/replica changes (``_dirty``): the engine asks every step."""
-        if self._candidates is None:
-            self._candidates = self.catalog.migration_candidates(self.cfg.tape.copies)
-        return self._candidates
+        cands = self._candidates
+        if cands is None:
+            gen = self._cand_gen
+            cands = self.catalog.migration_candidates(self.cfg.tape.copies)
+            with self._cand_lock:
+                if gen == self._cand_gen:  # no change committed while the scan ran
+                    self._candidates = cands
+        return cands
 
     def _dirty(self) -> None:
-        self._candidates = None
+        with self._cand_lock:
+            self._candidates = None
+            self._cand_gen += 1
+        self._next_housekeeping = 0.0  # disk usage changed: check the watermark soon
+
+    def _ingested(self, entry: FileEntry, replaced: bool) -> None:
+        """A new file was committed: it joins the cached candidates in ``modified`` order, as
+        the catalog's scan would list it. Rescanning every waiting file after each PUT (and in
+        the housekeeping that PUT forced) was a quarter of the server's CPU under load."""
+        with self._cand_lock:
+            if replaced or self._candidates is None:
+                self._candidates = None
+                self._cand_gen += 1
+            else:
+                new = list(self._candidates)
+                bisect.insort(new, (entry, []), key=lambda c: c[0].modified)
+                self._candidates = new
         self._next_housekeeping = 0.0  # disk usage changed: check the watermark soon
 
     def _migration_pending(self) -> bool:
@@ -835,7 +860,11 @@ class Archive:
 
     # -- housekeeping --------------------------------------------------------------------------
     def _housekeeping(self, now: float) -> None:
-        self._candidates = None  # other processes (CLI) may have changed the catalog
+        if now >= self._next_rescan:  # not when a PUT forced it: that file is in the cache
+            with self._cand_lock:  # other processes (CLI) may have changed the catalog
+                self._candidates = None
+                self._cand_gen += 1
+            self._next_rescan = now + getattr(self.clock, "speed", 12.0) * 5.0
         self.catalog.expire_pins(now)
         self.evict(now)
 
@@ -865,7 +894,9 @@ class Archive:
         """Start writing every file that waits for tape now, whatever its age or the batch
         size (admin: ``archive migrate``); returns how many files wait."""
         with self.lock:
-            self._candidates = None
+            with self._cand_lock:
+                self._candidates = None
+                self._cand_gen += 1
             n = len(self._migration_candidates())
             self._force_migration = True
         self.wake()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import xml.etree.ElementTree as ET
 from email.utils import formatdate
 from urllib.parse import quote
@@ -19,10 +20,13 @@ from archive.errors import BadRequest
 from archive.paths import name_of
 
 
+# a PROPFIND formats two dates per member, the same ones again at every listing: cached
+@functools.lru_cache(maxsize=1 << 16)
 def http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def iso_date(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
