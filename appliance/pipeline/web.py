@@ -15,7 +15,6 @@ records, flags); static files come from a fixed list. SAMP messages reach the op
 """
 
 import argparse
-import asyncio
 import hmac
 import io
 import sys
@@ -26,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance.exitcodes import Exit
-from appliance.pipeline.runner import clear_flag, item_id, load_flags, set_flag
-from appliance.pipeline.stages import list_observations, run_image, run_products, status_table
 
 STATIC = Path(__file__).with_name("static")
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
@@ -45,8 +42,8 @@ class WebState:
         self.root, self.work = Path(root).resolve(), Path(work).resolve()
         self.token, self.parallel, self.detectors = token, parallel, detectors
         self.run_lock = threading.Lock()
-        self.queues: set[asyncio.Queue] = set()
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.queues: set = set()  # of asyncio.Queue, one per open page
+        self.loop: Any = None  # the asyncio loop serving the app
         self.events: deque[dict] = deque(maxlen=50)
         self.fetches: deque[dict] = deque(maxlen=50)  # who fetched which catalog (TOPCAT does, after SAMP)
         self.bridge: Any = None
@@ -62,6 +59,9 @@ class WebState:
         """item id -> item (observation folder relative to the root); rebuilt at most every 2 s."""
         now = time.monotonic()
         if self._items is None or now - self._items[0] > 2.0:
+            from appliance.pipeline.runner import item_id, load_flags
+            from appliance.pipeline.stages import list_observations, status_table
+
             names: set[str] = set()
             if self.root.is_dir():
                 names.update(list_observations(self.root))
@@ -90,6 +90,8 @@ class WebState:
 
     def image_path(self, item: str) -> Path | None:
         """The corrected image if ``products`` classified it, else the folder's first FITS file."""
+        from appliance.pipeline.runner import item_id
+
         xml = self.work / "products" / f"{item_id(item)}.xml"
         mtime = xml.stat().st_mtime if xml.exists() else None
         hit = self._paths.get(item)
@@ -146,6 +148,8 @@ class WebState:
         return self._thumbs[key]
 
     def catalog_path(self, item: str) -> Path | None:
+        from appliance.pipeline.runner import item_id
+
         p = self.inside(self.work / "image" / item_id(item) / "catalog.vot", self.work)
         return p if p is not None and p.is_file() else None
 
@@ -164,6 +168,9 @@ class WebState:
         return self._cats[key]
 
     def observations(self) -> list[dict]:
+        from appliance.pipeline.runner import load_flags
+        from appliance.pipeline.stages import status_table
+
         self.changed()  # the list the page shows is always fresh
         table, flags = status_table(self.work), load_flags(self.work)
         out = []
@@ -210,6 +217,8 @@ class WebState:
 
     def run(self, stage: str, iids: list[str], restart: bool, detectors: tuple[str, ...] | None) -> dict:
         """Run a stage on some items (or all): the CLI's functions, one run at a time."""
+        from appliance.pipeline.stages import run_image, run_products
+
         items = self.items()
         folders = None if not iids else [items[i] for i in iids]
         if not self.run_lock.acquire(blocking=False):
@@ -231,6 +240,7 @@ class WebState:
 
 
 def create_app(state: WebState):  # noqa: ANN201 - a FastAPI app (imported lazily)
+    import asyncio
     from contextlib import asynccontextmanager
 
     from fastapi import Body, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
@@ -238,6 +248,7 @@ def create_app(state: WebState):  # noqa: ANN201 - a FastAPI app (imported lazil
     from fastapi.responses import JSONResponse, Response
 
     from appliance.pipeline.errors import PipelineError
+    from appliance.pipeline.runner import clear_flag, load_flags, set_flag
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
@@ -423,6 +434,8 @@ def _read_token(path: str) -> str:
 
 
 def serve(a: argparse.Namespace) -> int:
+    import asyncio
+
     import uvicorn
 
     token = None
