@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -85,14 +84,23 @@ def test_local_batch_failures_retries_and_resume(settings, scratch_image, tmp_pa
     assert len(journal.read_text().splitlines()) == 10
 
 
-def test_flagged_when_only_a_retry_succeeds(settings, scratch_image, tmp_path: Path) -> None:
+def test_flagged_when_only_a_retry_succeeds(settings, scratch_image, tmp_path: Path, monkeypatch) -> None:
+    import types
+
+    from appliance.batch import worker
+
     d, data = make(tmp_path, scratch_image, 1)
-    late = tmp_path / "late.txt"  # appears after the first attempt failed
+    late = tmp_path / "late.txt"  # appears after the first attempt failed: in its retry delay
     item = derive(d, tmp_path / "b", "data.txt", [str(late)])[0]
-    timer = threading.Timer(0.6, lambda: late.write_text("late\n"))
-    timer.start()
+    delays: list[float] = []
+
+    def sleep(seconds: float) -> None:  # (a timer raced the first attempt on a loaded machine)
+        delays.append(seconds)
+        late.write_text("late\n")
+
+    monkeypatch.setattr(worker, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     res = run_item(settings, 0, str(late), str(item.directory), retries=2, retry_delay=1.0)
-    timer.join()
+    assert delays == [1.0]
     assert res["state"] == "flagged" and res["attempts"] == 2 and "late.txt" in res["errors"][0]
 
 
