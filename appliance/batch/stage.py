@@ -8,7 +8,6 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from appliance.staging.bulk import TAPE_SCHEMES
 from appliance.staging.errors import TapeApiUnavailable
@@ -22,14 +21,11 @@ def archive_query(collection: str, match: str = "*", credentials: Credentials | 
     from appliance.transfer.select import Backends
 
     backend = Backends(credentials or Credentials.discover()).for_url(collection)
-    parts = urlsplit(collection)
     found: list[str] = []
     todo = [collection.rstrip("/") + "/"]
     while todo:
         for entry in backend.listdir(todo.pop()):
-            # the entry's path on the collection's scheme and server: a PROPFIND href is a path,
-            # and urljoin() leaves it bare for schemes it does not know (davs://)
-            url = urlunsplit((parts.scheme, parts.netloc, urlsplit(entry.url).path, "", ""))
+            url = entry.url  # on the collection's scheme and server (the PROPFIND parser's rule)
             if entry.is_dir:
                 todo.append(url.rstrip("/") + "/")
             elif fnmatch.fnmatch(entry.name, match):

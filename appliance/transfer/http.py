@@ -281,7 +281,11 @@ def _parse_multistatus(url: str, body: bytes) -> list[RemoteStat]:
     out = []
     for resp in root.iter(f"{_DAV}response"):
         href = unquote(resp.findtext(f"{_DAV}href") or "")
-        full = urljoin(urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), href)
+        # resolved as https (urljoin leaves an href bare for schemes it does not know, such as
+        # davs), then given back the caller's scheme when it names the same server
+        j = urlsplit(urljoin(urlunsplit(("https", parts.netloc, parts.path, "", "")), href))
+        full = urlunsplit((parts.scheme if j.netloc == parts.netloc else j.scheme, j.netloc, j.path,
+                           "", ""))
         size, is_dir, mtime = 0, False, None
         for prop in resp.iter(f"{_DAV}prop"):
             if prop.find(f"{_DAV}resourcetype/{_DAV}collection") is not None:
