@@ -109,6 +109,7 @@ def _dead_props_v2(d: Dialect) -> list[str]:
 # the last whole version. Append new steps here; never edit a released one.
 MIGRATIONS = [_tables_v1, _dead_props_v2]
 SCHEMA_VERSION = len(MIGRATIONS)
+SCHEMA_LOCK_KEY = 0x4C544153  # PostgreSQL advisory lock held while a step is checked or applied
 
 
 def schema(d: Dialect) -> list[str]:
@@ -226,15 +227,15 @@ class SqlCatalog:
 
     def _init_schema(self) -> None:
         """Bring the catalog to SCHEMA_VERSION, one recorded migration step at a time."""
-        with self.tx():
-            self._x("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         while True:
             # one step per transaction; the version is read again inside it under the write lock
-            # (SQLite: BEGIN IMMEDIATE; PostgreSQL: the table lock), so two processes opening a
+            # (SQLite: BEGIN IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock, since two
+            # concurrent CREATE TABLE IF NOT EXISTS collide there), so two processes opening a
             # catalog at once never apply a step twice
             with self.tx():
                 if self.dialect.name == "postgresql":
-                    self._x("LOCK TABLE schema_version IN EXCLUSIVE MODE")
+                    self._x("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
+                self._x("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 row = self._x("SELECT max(version) FROM schema_version").fetchone()
                 version = int(row[0]) if row and row[0] is not None else self._unversioned()
                 if version > SCHEMA_VERSION:
