@@ -199,3 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--work", required=True)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_status)
+
+    from appliance.pipeline.web import register as register_serve  # fastapi/uvicorn load in serve
+
+    register_serve(sub)
