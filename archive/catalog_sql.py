@@ -392,6 +392,14 @@ class SqlCatalog:
         self._x(f"INSERT INTO products({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 vals)
 
+    def set_product(self, file_id: str, product: Product) -> None:
+        """Record (or replace) the product metadata of a file that exists."""
+        with self.tx():
+            if self._x("SELECT 1 FROM files WHERE file_id = ?", (file_id,)).fetchone() is None:
+                raise NotFound(file_id)
+            product.file_id = file_id
+            self._put_product(product)
+
     def _drop_file_rows(self, file_id: str) -> None:
         for table in ("files", "disk_replicas", "tape_replicas", "products", "recalls", "pins"):
             self._x(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))

@@ -431,7 +431,24 @@ class Archive:
             self.catalog.copy_props(p, target)
 
     def move(self, src: str, dst: str) -> None:
-        self.catalog.move(self._check_writable(src), self._check_writable(dst), self.clock.now())
+        dst = self._check_writable(dst)
+        self.catalog.move(self._check_writable(src), dst, self.clock.now())
+        self._describe_renamed(dst)
+
+    def _describe_renamed(self, path: str) -> None:
+        """A file renamed to a FITS name gets its product metadata, as a PUT to that name would:
+        clients upload to a temporary name and MOVE it into place (the transfer layer, rclone,
+        davix), and a catalog search must find those files too."""
+        if not fitsmeta.is_fits_name(path):
+            return
+        f = self.catalog.get_file(path)
+        if f is None or self.catalog.get_product(f.file_id) is not None:
+            return
+        if self.catalog.disk_replica(f.file_id) is None:
+            return  # tape only: described when it is next written or rebuilt
+        product = fitsmeta.extract(self.disk_path(f.file_id), path)
+        if product is not None:
+            self.catalog.set_product(f.file_id, product)
 
     def locality(self, path: str) -> str:
         """WLCG Tape REST locality: DISK, TAPE, DISK_AND_TAPE, LOST, NONE or UNAVAILABLE."""

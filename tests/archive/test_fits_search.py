@@ -75,3 +75,23 @@ def test_search_api(lta, pki, mint, tmp_path):
     assert one["metadata"]["instrument"] == "HBA" and one["locality"] in ("DISK", "DISK_AND_TAPE")
     anon = requests.get(lta.url + "/api/catalog/search", verify=str(pki.ca_cert))
     assert anon.status_code == 401
+
+
+def test_a_fits_file_moved_into_place_is_described(lta, pki, mint, tmp_path):
+    """Clients upload to a temporary name and MOVE it to the final one (the transfer layer,
+    rclone, davix): the file is searchable by its headers as after a direct PUT. A value with a
+    space is sent the way requests sends it (``+``)."""
+    s = tls_session(pki, mint())
+    p = write_fits(tmp_path / "m.fits", TELESCOP="ALMA", INSTRUME="ALMA Band 3", RA=50.0, DEC=-5.0,
+                   DATE_OBS="2024-05-01T00:00:00", PROPOSID="2024.1.00001.S", OBS_ID="uid://A1")
+    assert s.put(f"{lta.url}/moved/.m.fits.part-1", data=p.read_bytes()).status_code == 201
+    assert s.request("MOVE", f"{lta.url}/moved/.m.fits.part-1",
+                     headers={"Destination": f"{lta.url}/moved/m.fits"}).status_code == 201
+    r = s.get(lta.url + "/api/catalog/search", params={"prefix": "/moved", "instrument": "ALMA Band 3"})
+    assert r.status_code == 200 and "+" in r.url
+    items = r.json()["items"]
+    assert [i["path"] for i in items] == ["/moved/m.fits"], r.json()
+    assert items[0]["metadata"]["instrument"] == "ALMA Band 3"
+    r = s.get(lta.url + "/api/catalog/search", params={"prefix": "/moved", "ra": 50, "dec": -5,
+                                                        "radius": 0.1})
+    assert [i["path"] for i in r.json()["items"]] == ["/moved/m.fits"]
