@@ -145,6 +145,10 @@ class Archive:
         self._cand_lock = threading.Lock()  # guards _candidates and _cand_gen (PUT threads)
         self._cand_gen = 0  # bumped at every invalidation: a scan older than that is not kept
         self._next_rescan = 0.0  # the periodic housekeeping also rescans the candidates
+        # Watermark hysteresis: once usage passed the high watermark, eviction goes on at every
+        # housekeeping until usage is down to the low one, also when the files that would get it
+        # there were not on tape yet at the first pass (they become evictable as they migrate).
+        self._draining = False
         self._force_migration = False  # `archive migrate`: write what waits now, not by age
         #: pools that already hold a pending namespace record (seq -> pools); a record leaves
         #: the catalog's log once every pool has it, so each pool's cartridges alone rebuild
@@ -888,13 +892,19 @@ class Archive:
     def evict(self, now: float | None = None) -> list[str]:
         now = self.clock.now() if now is None else now
         c = self.cfg.cache
-        if self.catalog.disk_usage() <= c.high_watermark * c.capacity_bytes:
+        used = self.catalog.disk_usage()
+        if used > c.high_watermark * c.capacity_bytes:
+            self._draining = True
+        if not self._draining or used <= c.low_watermark * c.capacity_bytes:
+            self._draining = False
             return []
         replicas = self.catalog.disk_replicas()
         counts = self.catalog.tape_copy_counts()
         on_tape = {fid for fid, n in counts.items() if n >= self.cfg.tape.copies}
         plan = plan_eviction(replicas, self.catalog.pins(now), on_tape, c.capacity_bytes,
-                             c.high_watermark, c.low_watermark, now)
+                             c.low_watermark, c.low_watermark, now)  # draining: down to low
+        if plan.used_after <= c.low_watermark * c.capacity_bytes:
+            self._draining = False
         sizes = {r.file_id: r.size for r in replicas}
         for fid in plan.evict:
             self.catalog.remove_disk_replica(fid)

@@ -191,3 +191,23 @@ def test_recovery_removes_orphans(make_archive):
     assert got["orphans"] == 1 and got["tmp"] == 1
     assert not orphan.exists()
     assert a.open_for_read("/keep")
+
+
+def test_eviction_goes_on_to_the_low_watermark_as_files_reach_tape(make_archive):
+    """Above the high watermark with only one file on tape, the first pass can evict only that
+    one, which leaves usage between the watermarks; the next passes go on down to the low one
+    as the other files migrate (hysteresis), instead of stopping until usage is high again."""
+    a = make_archive(cache={"capacity_bytes": 1_000_000, "high_watermark": 0.9, "low_watermark": 0.5},
+                     migration={"max_age_seconds": 300})
+    put(a, "/h/first", os.urandom(300_000))
+    a.run_for(1000)  # first reaches tape
+    assert a.locality("/h/first") == "DISK_AND_TAPE"
+    for i in range(3):  # 1.2 MB on disk, above 0.9 MB; the three new files are not on tape yet
+        put(a, f"/h/f{i}", os.urandom(300_000))
+    a.run_for(1)
+    assert a.locality("/h/first") == "TAPE"  # the only evictable file went at once
+    assert 500_000 < a.catalog.disk_usage() <= 900_000  # between the watermarks
+    a.run_for(2000)  # the others migrate: eviction goes on to the low watermark
+    assert a.catalog.disk_usage() <= 500_000
+    a.run_for(2000)
+    assert a.catalog.disk_usage() > 0  # and stops there: not everything is dropped
