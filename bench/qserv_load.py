@@ -23,6 +23,25 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 
+def converted_field(tmp: Path, scale: int):  # noqa: ANN201 - a Felis schema
+    """The generated cluster field scaled by ``scale``, converted under ``tmp/conv``; its schema."""
+    from appliance.qserv.convert import TableInput, convert_tables
+    from appliance.qserv.felis_schema import load_schema
+    from appliance.qserv.generate import FieldSpec, write_field
+
+    spec = FieldSpec(n_members=400 * scale, n_background=6000 * scale, n_stars=300 * scale, radius=0.4 * scale**0.5)
+    write_field(spec, tmp / "field")
+    convert_tables(
+        "cluster",
+        [
+            TableInput("Object", [str(tmp / "field" / "Object.fits")]),
+            TableInput("Source", sorted(glob.glob(str(tmp / "field" / "Source_*.fits"))), director="Object", director_key="objectId"),
+        ],
+        tmp / "conv",
+    )
+    return load_schema(tmp / "conv" / "schema.yaml")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=int, default=6, help="multiplies the default field's galaxy counts (default 6)")
@@ -32,9 +51,6 @@ def main() -> None:
     scale = 2 if a.quick else a.scale
 
     from appliance.qserv.chunker import Chunker
-    from appliance.qserv.convert import TableInput, convert_tables
-    from appliance.qserv.felis_schema import load_schema
-    from appliance.qserv.generate import FieldSpec, write_field
     from appliance.qserv.load import create_table_sql, load_chunked, load_reference
     from appliance.qserv.localdb import LocalMariaDB
     from appliance.qserv.partition import partition_table
@@ -43,17 +59,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="qserv-load-bench-"))
     server = LocalMariaDB(tmp / "db")
     try:
-        spec = FieldSpec(n_members=400 * scale, n_background=6000 * scale, n_stars=300 * scale, radius=0.4 * scale**0.5)
-        write_field(spec, tmp / "field")
-        convert_tables(
-            "cluster",
-            [
-                TableInput("Object", [str(tmp / "field" / "Object.fits")]),
-                TableInput("Source", sorted(glob.glob(str(tmp / "field" / "Source_*.fits"))), director="Object", director_key="objectId"),
-            ],
-            tmp / "conv",
-        )
-        schema = load_schema(tmp / "conv" / "schema.yaml")
+        schema = converted_field(tmp, scale)
         for t in ("Object", "Source"):
             partition_table(tmp / "conv" / f"{t}.parquet", schema.table(t), tmp / "parts", Chunker())
         cfg = server.start()

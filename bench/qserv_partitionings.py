@@ -14,11 +14,12 @@ Usage: .venv/bin/python bench/qserv_partitionings.py [--scale N] [--grids 340/3/
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import shutil
 import tempfile
 from pathlib import Path
+
+from qserv_load import converted_field
 
 
 def main() -> None:
@@ -29,9 +30,6 @@ def main() -> None:
     a = p.parse_args()
 
     from appliance.qserv.chunker import Chunker
-    from appliance.qserv.convert import TableInput, convert_tables
-    from appliance.qserv.felis_schema import load_schema
-    from appliance.qserv.generate import FieldSpec, write_field
     from appliance.qserv.load import load_chunked, load_reference
     from appliance.qserv.localdb import LocalMariaDB
     from appliance.qserv.partition import partition_table
@@ -42,18 +40,7 @@ def main() -> None:
     server = LocalMariaDB(tmp / "db")
     out: dict = {"scale": a.scale, "partitionings": []}
     try:
-        s = a.scale
-        spec = FieldSpec(n_members=400 * s, n_background=6000 * s, n_stars=300 * s, radius=0.4 * s**0.5)
-        write_field(spec, tmp / "field")
-        convert_tables(
-            "cluster",
-            [
-                TableInput("Object", [str(tmp / "field" / "Object.fits")]),
-                TableInput("Source", sorted(glob.glob(str(tmp / "field" / "Source_*.fits"))), director="Object", director_key="objectId"),
-            ],
-            tmp / "conv",
-        )
-        schema = load_schema(tmp / "conv" / "schema.yaml")
+        schema = converted_field(tmp, a.scale)
         cfg = server.start()
         ref = load_reference(cfg, schema, tmp / "conv")
         out["objects"], out["sources"] = ref.tables["Object"], ref.tables["Source"]
