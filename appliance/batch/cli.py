@@ -13,6 +13,7 @@ examples:
   appliance batch recipes/detect --inputs 'data/*.fits'
   appliance batch recipes/detect --inputs items.txt --scheduler tcp://127.0.0.1:8786 --json
   appliance batch recipes/detect --archive-query davs://archive:8443/projects/X/ --match '*.fits'
+  appliance batch recipes/detect --archive-query 'davs://archive:8443/?project=LC9_001&start=2024-01-01'
   appliance batch recipes/detect --inputs 'data/*.fits' --slurm --workers 4 --runtime charliecloud
 
 A re-run of the same batch runs only what is missing: finished items are cache hits.
@@ -34,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = q.add_mutually_exclusive_group(required=True)
     src.add_argument("--inputs", metavar="LIST|GLOB",
                      help="a glob ('data/*.fits', quote it) or a file with one path or URI per line")
-    src.add_argument("--archive-query", metavar="COLLECTION",
-                     help="every file under an archive collection, e.g. davs://host:port/projects/X/")
+    src.add_argument("--archive-query", metavar="COLLECTION[?SEARCH]",
+                     help="every file under an archive collection, e.g. davs://host:port/projects/X/; "
+                          "with a query string the archive's catalog search below it, e.g. "
+                          "'davs://host:port/projects/?project=X&instrument=HBA'")
     q.add_argument("--match", default="*", help="with --archive-query: file name pattern (default *)")
     q.add_argument("--input-name", help="which recipe input the items replace (default: its only one)")
     where = q.add_mutually_exclusive_group()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 from collections import defaultdict
 from collections.abc import Callable
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from appliance.staging.bulk import TAPE_SCHEMES
 from appliance.staging.errors import TapeApiUnavailable
@@ -17,9 +18,15 @@ from appliance.transfer.select import scheme_of
 
 
 def archive_query(collection: str, match: str = "*", credentials: Credentials | None = None) -> list[str]:
-    """Every file under an archive collection (recursively), e.g. ``davs://host/projects/X/``."""
+    """Every file under an archive collection (recursively), e.g. ``davs://host/projects/X/``;
+    with a query string, the archive's catalog search below that collection instead, e.g.
+    ``davs://host/projects/?project=X&instrument=HBA`` (the parameters of ``/api/catalog/search``:
+    project, observation, instrument, telescope, object, cone, start, end ...)."""
     from appliance.transfer.select import Backends
 
+    parts = urlsplit(collection)
+    if parts.query:
+        return _catalog_query(parts, match, credentials)
     backend = Backends(credentials or Credentials.discover()).for_url(collection)
     found: list[str] = []
     todo = [collection.rstrip("/") + "/"]
@@ -31,6 +38,17 @@ def archive_query(collection: str, match: str = "*", credentials: Credentials | 
             elif fnmatch.fnmatch(entry.name, match):
                 found.append(url)
     return sorted(found)
+
+
+def _catalog_query(parts: SplitResult, match: str, credentials: Credentials | None) -> list[str]:
+    """The files the archive's catalog finds for the query, as URLs on the caller's scheme."""
+    from appliance.pipeline.match import search  # the archive's catalog client (keyset paging)
+
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    items = search(server, parts.path or "/", params, credentials)
+    return sorted(urlunsplit((parts.scheme, parts.netloc, i["path"], "", "")) for i in items
+                  if fnmatch.fnmatch(i["path"].rsplit("/", 1)[-1], match))
 
 
 def stage_all(uris: list[str], credentials: Credentials | None = None, lifetime: str = "PT6H",

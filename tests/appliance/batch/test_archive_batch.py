@@ -76,12 +76,15 @@ def tape_archive(tmp_path: Path, pki, token_key):  # noqa: F811
             batch = [f"/projects/X/obs-{c + k * CARTRIDGES}.fits" for k in range(PER_CARTRIDGE)]
             for path in batch:
                 src = tmp_path / "ingest.bin"
-                data[path] = os.urandom(SIZE)
+                data[path] = _fits("X", SIZE)
                 src.write_bytes(data[path])
                 a.ingest_local(src, path, owner="alice")
             a.migrate_now()
             _wait(lambda b=batch: all(a.catalog.tape_replicas(a.stat(p).file_id) for p in b), "migration")
+        (tmp_path / "ingest.bin").write_bytes(_fits("Y", SIZE))
         a.ingest_local(tmp_path / "ingest.bin", "/projects/Y/other.fits", owner="alice")  # not project X
+        (tmp_path / "ingest.bin").write_bytes(_fits("X", SIZE))
+        a.ingest_local(tmp_path / "ingest.bin", "/elsewhere/x-too.fits", owner="alice")  # X, elsewhere
         for path in data:
             assert a.evict_path(path), f"{path}: disk copy not dropped"
             assert a.locality(path) in ("TAPE", "NEARLINE")
@@ -92,6 +95,21 @@ def tape_archive(tmp_path: Path, pki, token_key):  # noqa: F811
     srv = serve_in_thread(cfg)  # restarted: no cartridge in the drive
     yield srv, data, tapes
     srv.stop()
+
+
+def _fits(project: str, size: int) -> bytes:
+    """A small FITS image of about ``size`` bytes of random data, of ``project`` (PROPOSID)."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    hdu = fits.PrimaryHDU(np.frombuffer(os.urandom(size - 2880), dtype=np.uint8).copy())
+    hdu.header["PROPOSID"] = project
+    hdu.header["TELESCOP"] = "LOFAR"
+    buf = io.BytesIO()
+    hdu.writeto(buf)
+    return buf.getvalue()
 
 
 def _wait(pred, what: str, timeout: float = 60.0) -> None:
@@ -187,3 +205,24 @@ def test_without_the_bulk_stage_each_item_mounts_again(
     assert code == 0 and first["done"] == n and first["staged"] == 0, first
     assert len(stage_posts) == n  # each item's fetch staged its own file
     assert delta["lta_tape_mounts_total"] > CARTRIDGES, delta["lta_tape_mounts_total"]
+
+
+def test_a_catalog_query_selects_by_header(tape_archive, pki, mint, monkeypatch) -> None:  # noqa: F811
+    """`--archive-query URL?project=X` asks the archive's catalog (the FITS headers it extracted
+    at ingest), not the folder names: below / it finds project X's files wherever they lie, and
+    not project Y's; a parameter the catalog does not know is one line with exit 2."""
+    from appliance.batch.stage import archive_query
+    from appliance.errors import ApplianceError
+
+    srv, data, _ = tape_archive
+    monkeypatch.setenv("BEARER_TOKEN", mint(ALL_SCOPES))
+    monkeypatch.setenv("X509_CERT_DIR", str(pki.cert_dir))
+    davs = srv.url.replace("https://", "davs://")
+    found = archive_query(f"{davs}/?project=X")
+    assert found == sorted([davs + p for p in data] + [davs + "/elsewhere/x-too.fits"])
+    assert archive_query(f"{davs}/projects/?project=X") == sorted(davs + p for p in data)
+    assert archive_query(f"{davs}/?project=Y") == [davs + "/projects/Y/other.fits"]
+    assert archive_query(f"{davs}/?project=X", match="obs-1*") == [davs + "/projects/X/obs-1.fits"]
+    with pytest.raises(ApplianceError) as err:
+        archive_query(f"{davs}/?colour=blue")
+    assert err.value.exit_code == 2 and "colour" in str(err.value) and "\n" not in str(err.value)
