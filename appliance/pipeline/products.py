@@ -173,16 +173,29 @@ def _schema():  # type: ignore[no-untyped-def]
     return xmlschema.XMLSchema(str(XSD))
 
 
-def validate(path_or_bytes: Path | bytes, where: str | None = None) -> None:
-    """Raise ``BadInput`` naming the document if it does not follow ``products.xsd``."""
+def _parse(path_or_bytes: Path | bytes, where: object) -> ET.Element:
+    try:
+        if isinstance(path_or_bytes, bytes):
+            return ET.fromstring(path_or_bytes)
+        return ET.parse(path_or_bytes).getroot()
+    except (ET.ParseError, OSError) as e:
+        raise BadInput(where, f"does not follow products.xsd: {str(e).splitlines()[0]}") from e
+
+
+def _check(root: ET.Element, where: object) -> None:
     import xmlschema
 
-    source = path_or_bytes.decode() if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
     try:
-        _schema().validate(source)
-    except (xmlschema.XMLSchemaException, ET.ParseError) as e:
+        _schema().validate(root)  # the parsed tree: xmlschema parsing the text again costs twice as much
+    except xmlschema.XMLSchemaException as e:
         msg = getattr(e, "reason", None) or str(e).splitlines()[0]
-        raise BadInput(where or path_or_bytes, f"does not follow products.xsd: {msg}") from e
+        raise BadInput(where, f"does not follow products.xsd: {msg}") from e
+
+
+def validate(path_or_bytes: Path | bytes, where: str | None = None) -> None:
+    """Raise ``BadInput`` naming the document if it does not follow ``products.xsd``."""
+    where = where or path_or_bytes
+    _check(_parse(path_or_bytes, where), where)
 
 
 def write_xml(path: Path, observations: list[ObsProducts], root: str) -> None:
@@ -191,11 +204,14 @@ def write_xml(path: Path, observations: list[ObsProducts], root: str) -> None:
     atomic_write_bytes(path, doc)
 
 
-def read_xml(path: Path) -> list[ObsProducts]:
-    """Observations back from a products document (validated first)."""
-    validate(Path(path))
+def read_xml(path: Path, check: bool = True) -> list[ObsProducts]:
+    """Observations back from a products document (validated first unless ``check`` is false: a
+    document this process has just validated and written)."""
+    top = _parse(Path(path), Path(path))
+    if check:
+        _check(top, Path(path))
     out = []
-    for e in ET.parse(path).getroot().findall(f"{{{NS}}}observation"):
+    for e in top.findall(f"{{{NS}}}observation"):
         o = ObsProducts(e.get("id", ""), e.get("folder", ""), e.get("status", "done"))
         for k in ("project", "obsId", "target", "dateObs", "ra", "dec"):
             c = e.find(f"{{{NS}}}{k}")

@@ -55,6 +55,7 @@ class RunSummary:
     items: list[ItemState]
     processed: int  # items worked on in this run (the rest were resumed or manually flagged)
     seconds: float
+    ran: frozenset[str] = frozenset()  # which items those were
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.items if i.status == status)
@@ -185,4 +186,5 @@ def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], wo
                     if nxt is not None:
                         pending[pool.submit(_call, fn, nxt)] = nxt
     bar.close()
-    return RunSummary(stage, [states[i] for i in items], len(todo), round(time.perf_counter() - t0, 3))
+    return RunSummary(stage, [states[i] for i in items], len(todo), round(time.perf_counter() - t0, 3),
+                      frozenset(todo))
