@@ -101,11 +101,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q = cs.add_parser("test", help="one role on a fresh local container node: converge, verify, "
                       "idempotence (molecule style)",
                       description=_roletest_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    q.add_argument("role", metavar="ROLE", help="a role of playbooks/roles (mariadb, archive)")
+    q.add_argument("role", metavar="ROLE", help="a role of playbooks/roles (mariadb, archive, gridftp, pipeline)")
     q.add_argument("--state-dir", type=Path, metavar="DIR",
                    help="the test node's state (default build/cluster/test-ROLE)")
     q.add_argument("--name", help="cluster name, prefix of its containers (default rt-ROLE)")
     q.add_argument("--keep", action="store_true", help="leave the node running afterwards")
+    q.add_argument("--step", choices=["converge", "verify", "idempotence"],
+                   help="only this step, on the node of --state-dir (kept; verify and idempotence "
+                        "need a node left by --keep or --step converge)")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.add_argument("--extra-vars", "-e", action="append", default=[], metavar="KEY=VALUE",
@@ -262,11 +265,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from appliance.cluster.roletest import run_role_test
+    from appliance.cluster.roletest import STEPS, run_role_test
 
     result = run_role_test(args.role, (args.state_dir or _default_state_dir(f"test-{args.role}")).resolve(),
-                           name=args.name or f"rt-{args.role}", keep=args.keep, extravars=_extravars(args),
-                           progress=not (args.no_progress or args.json))
+                           name=args.name, keep=args.keep, extravars=_extravars(args),
+                           progress=not (args.no_progress or args.json),
+                           steps=(args.step,) if args.step else STEPS)
     _emit(args, result.to_json(), result.report())
     return 0 if result.ok else Exit.REMOTE
 

@@ -13,7 +13,11 @@ role runs containers). Then:
    (``playbook_on_stats``) are the count, so a ``no_log`` task that reports changed is counted
    (its result is censored, its task name is not: the changed tasks are listed by name).
 
-The node is removed afterwards unless ``--keep``. Exit codes: 0 every step passed; 2 a role that
+The node is removed afterwards unless ``--keep``. ``--step STEP`` runs that step alone on the node of
+the state directory and keeps it (``converge`` makes the node if there is none; ``verify`` and
+``idempotence`` need one, left by ``--keep`` or ``--step converge``), as ``molecule verify`` does:
+break a kept node and watch verify fail. Remove it with ``appliance cluster down --state-dir DIR``.
+Exit codes: 0 every step passed; 2 a role that
 does not exist or cannot run on this machine (the reason is printed); 3 the engine or the locked
 images are missing; 9 a step failed (``--json``: ``failed_step`` names it).
 """
@@ -22,25 +26,34 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from appliance.cluster.containers import TEMPLATE, down, up
+from appliance.cluster.containers import TEMPLATE, ClusterState, down, up
 from appliance.cluster.errors import InventoryError
 from appliance.cluster.inventory import PLAYBOOKS
 from appliance.cluster.provision import _changed, run_site
 from appliance.fsutil import atomic_write_bytes
 
 VERIFY_DIR = PLAYBOOKS / "verify"
+STEPS = ("converge", "verify", "idempotence")
 
 # role -> inventory groups of its test node (the play of site.yml that applies it, and its needs)
 RUNNABLE: dict[str, tuple[str, ...]] = {
     "mariadb": ("mariadb",),
     "archive": ("archive", "docker_hosts"),
+    "gridftp": ("gridftp",),
+    "pipeline": ("pipeline", "docker_hosts"),
 }
+
+# Settings a test node's group takes from another group's file of the local cluster: there the
+# GridFTP server shares the archive node, so its variables are in group_vars/archive.yml. The test
+# node gets those (``gridftp_*``) and nothing of the archive's.
+VARS_FROM: dict[str, tuple[str, str]] = {"gridftp": ("archive", "gridftp_")}
 
 NOT_RUNNABLE: dict[str, str] = {
     **dict.fromkeys(
@@ -52,10 +65,6 @@ NOT_RUNNABLE: dict[str, str] = {
         ("qserv", "qserv_czar", "qserv_worker"),
         "the Qserv images are on a public registry this machine cannot reach (commands checked "
         "against the upstream entrypoint table in tests/appliance/cluster/test_qserv_commands.py)"),
-    **dict.fromkeys(
-        ("gridftp", "pipeline"),
-        "runnable here, but no playbooks/verify/ROLE.yml yet: proven only inside the whole local "
-        "cluster (tests/appliance/cluster/test_local_cluster.py: gfal-copy round trip, a recipe run)"),
     "docker_host": "a prerequisite: converged by the archive and pipeline tests (engine 'external' "
                    "here: the node drives the host's engine; installing docker.io is not proven)",
     "base_images": "a prerequisite: converged and checked by the archive and pipeline tests",
@@ -92,6 +101,7 @@ class RoleTestResult:
     state_dir: str
     steps: list[Step] = field(default_factory=list)
     kept: bool = False
+    planned: tuple[str, ...] = STEPS
 
     @property
     def failed_step(self) -> str | None:
@@ -99,7 +109,7 @@ class RoleTestResult:
 
     @property
     def ok(self) -> bool:
-        return len(self.steps) == 3 and self.failed_step is None
+        return [s.step for s in self.steps] == list(self.planned) and self.failed_step is None
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "ok": self.ok, "failed_step": self.failed_step, "node": self.node,
@@ -124,6 +134,11 @@ def write_template(role: str, dest: Path) -> str:
     if (dest / "group_vars").exists():
         shutil.rmtree(dest / "group_vars")
     shutil.copytree(TEMPLATE / "group_vars", dest / "group_vars")
+    for group, (source, prefix) in VARS_FROM.items():
+        if group in groups and not (dest / "group_vars" / f"{group}.yml").exists():
+            found = yaml.safe_load((TEMPLATE / "group_vars" / f"{source}.yml").read_text()) or {}
+            atomic_write_bytes(dest / "group_vars" / f"{group}.yml", yaml.safe_dump(
+                {k: v for k, v in found.items() if k.startswith(prefix)}, sort_keys=True).encode())
     children: dict[str, Any] = {g: {"hosts": {host: None}} for g in groups if g != "docker_hosts"}
     if "docker_hosts" in groups:
         children["docker_hosts"] = {"children": {g: None for g in groups if g != "docker_hosts"}}
@@ -143,24 +158,66 @@ def snapshot_source(dest: Path) -> Path:
     return dest
 
 
-def run_role_test(role: str, state_dir: Path, *, name: str, keep: bool = False,
-                  extravars: dict[str, Any] | None = None, progress: bool = False) -> RoleTestResult:
+def _existing_node(role: str, state_dir: Path, step: str) -> ClusterState:
+    """The kept test node a lone verify/idempotence step runs on (never a fresh, unconverged one)."""
+    import docker
+    from docker.errors import NotFound
+
+    hint = (f"make one with `appliance cluster test {role} --keep --state-dir {state_dir}` "
+            f"(or --step converge)")
+    if not (state_dir / "cluster.json").is_file():
+        raise InventoryError(f"{state_dir}: no test node for --step {step}; {hint}")
+    state = ClusterState.load(state_dir)
+    host = f"rt-{role}"
+    if host not in state.containers:
+        raise InventoryError(f"{state_dir}: holds nodes {sorted(state.containers)}, not {host} of role {role}")
+    try:
+        running = docker.from_env().containers.get(state.containers[host]).status == "running"
+    except NotFound:
+        running = False
+    if not running:
+        raise InventoryError(f"{state_dir}: node {state.containers[host]} is not running; {hint}")
+    return state
+
+
+def run_role_test(role: str, state_dir: Path, *, name: str | None = None, keep: bool = False,
+                  extravars: dict[str, Any] | None = None, progress: bool = False,
+                  steps: Sequence[str] = STEPS) -> RoleTestResult:
+    """Run ``steps`` (all three by default) on the role's test node in ``state_dir``.
+
+    Only the full sequence makes a fresh node and removes it (unless ``keep``); a lone step keeps
+    it, and a lone verify or idempotence step needs the node a kept run left.
+    """
     if role not in RUNNABLE:
         raise InventoryError(_unavailable(role))
     verify = VERIFY_DIR / f"{role}.yml"
     if not verify.is_file():
         raise InventoryError(f"{verify}: no verify playbook for role {role}")
+    steps = tuple(steps)
+    if not steps or any(s not in STEPS for s in steps):
+        raise InventoryError(f"steps {list(steps)}: expected some of {', '.join(STEPS)}")
+    alone = steps != STEPS
+    keep = keep or alone
     state_dir = Path(state_dir).resolve()
     extravars = dict(extravars or {})
     if "appliance_python_source_dir" not in extravars:
         # A snapshot of the code shipped to the node: the idempotence step must not see edits
-        # made to the working tree meanwhile (the source tar would differ: changed > 0).
-        extravars["appliance_python_source_dir"] = str(snapshot_source(state_dir / "src"))
-    host = write_template(role, state_dir / "template")
-    state = up(name, state_dir, template=state_dir / "template")
-    result = RoleTestResult(role=role, node=host, state_dir=str(state_dir), kept=keep)
+        # made to the working tree meanwhile (the source tar would differ: changed > 0). A lone
+        # step reuses the snapshot its node was converged from.
+        src = state_dir / "src"
+        extravars["appliance_python_source_dir"] = str(
+            src if alone and src.is_dir() else snapshot_source(src))
+    if steps[0] == "converge":
+        host = write_template(role, state_dir / "template")
+        state = up(name or f"rt-{role}", state_dir, template=state_dir / "template")
+    else:
+        state = _existing_node(role, state_dir, steps[0])
+        host = f"rt-{role}"
+    result = RoleTestResult(role=role, node=host, state_dir=str(state_dir), kept=keep, planned=steps)
+    playbooks = {"converge": None, "verify": verify, "idempotence": None}
     try:
-        for step, playbook in (("converge", None), ("verify", verify), ("idempotence", None)):
+        for step in steps:
+            playbook = playbooks[step]
             changed_tasks: list[str] = []
 
             def on_event(event: dict[str, Any], seen: list[str] = changed_tasks) -> None:
