@@ -22,6 +22,7 @@ _UNSET = object()
 # a header with any of them is checked by the full WCS at once
 _NOT_PLAIN = re.compile(rb"^(?:[AB]P?_ORDER|A_\d|B_\d|CPDIS|CPERR|DP\d|DQ\d|D2IM|PV\d|CQDIS)",
                         re.MULTILINE)
+_SCALED = re.compile(rb"BSCALE|BZERO|BLANK")  # anywhere in the header: when in doubt, read it now
 
 
 def is_fits(name: str) -> bool:
@@ -32,11 +33,25 @@ class Image:
     """A 2-D image, its header and its celestial WCS (built on first use: astropy's ``WCS`` costs
     more than reading a small file, and ``products`` needs it for one image per observation)."""
 
-    def __init__(self, path: Path, data: np.ndarray, header: Any, wcs: Any = _UNSET) -> None:
+    def __init__(self, path: Path, data: np.ndarray, header: Any = _UNSET, wcs: Any = _UNSET,
+                 raw_header: bytes = b"") -> None:
         self.path = path
         self.data = data  # 2-D float, NaN where blanked
-        self.header = header  # astropy Header of the image HDU
+        self._header = header
+        self._raw_header = raw_header  # the header's cards as in the file, parsed on first use
         self._wcs = wcs
+
+    @property
+    def header(self) -> Any:
+        """The astropy Header of the image HDU (parsed from the file's cards as astropy does itself
+        on first access: ``products`` reads most headers only for a few keywords, or not at all)."""
+        if self._header is _UNSET:
+            from astropy.io import fits
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._header = fits.Header.fromstring(self._raw_header.decode("ascii"))
+        return self._header
 
     @property
     def wcs(self) -> Any:
@@ -44,6 +59,21 @@ class Image:
         if self._wcs is _UNSET:
             self._wcs = _celestial_wcs(self.header)
         return self._wcs
+
+    def centre_radec(self) -> tuple[float, float] | None:
+        """(RA, Dec) in degrees of the central pixel, as ``wcs.pixel_to_world(...).ra/.dec`` give
+        them, or None if there is no celestial WCS. A plain equatorial header goes through wcslib
+        alone (the same fix, set and p2s calls astropy's WCS makes, without its header round trips
+        and SkyCoord); anything else through astropy's WCS and SkyCoord."""
+        n = self.data.shape
+        x, y = (n[1] - 1) / 2, (n[0] - 1) / 2
+        fast = _radec_plain(self._raw_header, x, y) if self._wcs is _UNSET else None
+        if fast is not None:
+            return fast
+        if self.wcs is None:
+            return None
+        c = self.wcs.pixel_to_world(x, y)
+        return float(c.ra.deg), float(c.dec.deg)
 
     def beam_pix(self) -> tuple[float, float] | None:
         """Synthesized beam FWHM (major, minor) in pixels, if the header says."""
@@ -88,6 +118,32 @@ def _plainly_celestial(raw: bytes) -> bool:
             return False
 
 
+def _radec_plain(raw: bytes, x: float, y: float) -> tuple[float, float] | None:
+    from astropy.wcs import WCSSUB_CELESTIAL, Wcsprm
+
+    cards = [raw[i:i + 80] for i in range(0, len(raw) - 79, 80)]
+    end = next((i for i, c in enumerate(cards) if c.rstrip() == b"END"), None)
+    if end is None or _NOT_PLAIN.search(b"\n".join(cards[:end])):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            w = Wcsprm(header=b"".join(cards[:end]), key=" ", relax=True)
+            w.fix("", None)
+            w.set()
+            c = w.sub([WCSSUB_CELESTIAL])
+            c.set()
+            if (c.naxis != 2 or c.lng != 0 or c.lat != 1 or c.lngtyp != "RA" or c.lattyp != "DEC"
+                    or c.radesys not in ("ICRS", "FK5", "FK4", "FK4-NO-E")):
+                return None
+            ra, dec = (float(v) for v in c.p2s(np.array([[x, y]], dtype=float), 0)["world"][0])
+        except Exception:  # noqa: BLE001 - the full WCS decides
+            return None
+    if not (0.0 <= ra < 360.0 and -90.0 <= dec <= 90.0):
+        return None  # SkyCoord would wrap it: let it
+    return ra, dec
+
+
 def _primary_header_bytes(path: Path) -> bytes:
     """The primary header's cards as in the file, up to the END card (b"" if there is none)."""
     out = b""
@@ -115,9 +171,14 @@ def read_image(path: Path, need_wcs: bool = True) -> Image:
                 if hdu is None:
                     raise BadInput(path, "no image data in any HDU")
                 data = np.asarray(hdu.data, dtype=np.float64)
-                header = hdu.header  # the file is read (memmap=False): nothing refers to it after close
-            if idx == 0:
-                raw_header = _primary_header_bytes(path)
+                if idx == 0:
+                    raw_header = _primary_header_bytes(path)
+                # astropy rewrites the header of scaled data as it reads the data (BITPIX, BSCALE,
+                # BZERO, BLANK): such a header is taken from astropy now, any other on first use
+                if not raw_header or _SCALED.search(raw_header):
+                    header = hdu.header  # memmap=False: no ties to the file after close
+                else:
+                    header = _UNSET
     except BadInput:
         raise
     except (OSError, ValueError, TypeError, IndexError) as e:
@@ -128,10 +189,13 @@ def read_image(path: Path, need_wcs: bool = True) -> Image:
         data = data[0]
     # a header wcslib reads as celestial gets its astropy WCS on first use; any other is decided
     # by astropy's WCS now, as before
-    wcs = _UNSET if _plainly_celestial(raw_header) else _celestial_wcs(header)
-    if need_wcs and wcs is None:
+    im = Image(Path(path), data, header, _UNSET, raw_header)
+    if _plainly_celestial(raw_header):
+        return im
+    im._wcs = _celestial_wcs(im.header)
+    if need_wcs and im._wcs is None:
         raise BadInput(path, "no celestial WCS in the header (CTYPE1/CTYPE2 missing or invalid)")
-    return Image(Path(path), data, header, wcs)
+    return im
 
 
 def write_image(path: Path, data: np.ndarray, header: Any) -> None:

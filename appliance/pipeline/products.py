@@ -74,10 +74,9 @@ def _meta(images: list[Image]) -> dict[str, object]:
                 out[name] = str(v)
                 break
     for im in images:
-        if im.wcs is not None:
-            n = im.data.shape
-            c = im.wcs.pixel_to_world((n[1] - 1) / 2, (n[0] - 1) / 2)
-            out["ra"], out["dec"] = float(c.ra.deg), float(c.dec.deg)
+        radec = im.centre_radec()
+        if radec is not None:
+            out["ra"], out["dec"] = radec
             break
     return out
 
