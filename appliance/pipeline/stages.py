@@ -41,6 +41,7 @@ def run_products(root: Path, work: Path, folders: list[str] | None = None, paral
     """Classify every observation folder, then write the archive's ``products.xml`` (validated)."""
     root, work = Path(root).resolve(), Path(work).resolve()
     folders = list_observations(root) if folders is None else folders
+    prod.warm()  # this process needs them for products.xml; forked workers inherit them
     summary = run_stage("products", folders, partial(products_one, str(root), str(work)), work,
                         parallel=parallel, resume=resume, progress=progress)
     observations = []
