@@ -154,6 +154,14 @@ class Archive:
         #: the catalog's log once every pool has it, so each pool's cartridges alone rebuild
         #: the namespace (lost on restart: the records are then written again, harmlessly)
         self._log_pools: dict[int, set[str]] = {}
+        #: GETs' last-access times not yet in the catalog (file id -> time). A catalog write per
+        #: GET serialised the GETs behind the PUTs' transactions (SQLite has one writer); the
+        #: housekeeping writes them in one transaction every few seconds, and eviction writes
+        #: them before it ranks files. A crash loses only these times (a file may then be
+        #: evicted a little earlier than LRU says), never a file or a replica.
+        self._accessed: dict[str, float] = {}
+        self._accessed_lock = threading.Lock()
+        self._next_access_flush = 0.0
         self.exclusive = exclusive
         if exclusive:
             self.recover()
@@ -206,6 +214,8 @@ class Archive:
 
     def close(self) -> None:
         self.stop()
+        with contextlib.suppress(Exception):  # times only: closing must not fail on them
+            self.flush_access_times()
         if self.exclusive and hasattr(self.clock, "save"):
             self.clock.save()  # a restart continues archive time from here
         self.catalog.close()
@@ -360,8 +370,34 @@ class Archive:
         if not p.exists():
             self.catalog.remove_disk_replica(f.file_id)
             raise NearlineOnly(f.path)
-        self.catalog.touch_disk(f.file_id, self.clock.now())
+        self._accessed_now(f.file_id)
         return f, p
+
+    def _accessed_now(self, file_id: str) -> None:
+        now = self.clock.now()
+        if not self.exclusive:  # a CLI process next to the server: no housekeeping here
+            self.catalog.touch_disk(file_id, now)
+            return
+        with self._accessed_lock:
+            if now > self._accessed.get(file_id, -1.0):
+                self._accessed[file_id] = now
+
+    def flush_access_times(self) -> int:
+        """Write the batched last-access times to the catalog in one transaction; returns how
+        many files. On a catalog error they are kept for the next flush."""
+        with self._accessed_lock:
+            batch, self._accessed = self._accessed, {}
+        if not batch:
+            return 0
+        try:
+            self.catalog.touch_disk_many(batch.items())
+        except BaseException:
+            with self._accessed_lock:
+                for fid, when in batch.items():
+                    if when > self._accessed.get(fid, -1.0):
+                        self._accessed[fid] = when
+            raise
+        return len(batch)
 
     def delete(self, path: str) -> None:
         path = self._check_writable(path)
@@ -886,6 +922,9 @@ class Archive:
                 self._candidates = None
                 self._cand_gen += 1
             self._next_rescan = now + getattr(self.clock, "speed", 12.0) * 5.0
+        if now >= self._next_access_flush:  # not at every forced (PUT) housekeeping
+            self.flush_access_times()
+            self._next_access_flush = now + getattr(self.clock, "speed", 12.0) * 5.0
         self.catalog.expire_pins(now)
         self.evict(now)
 
@@ -898,6 +937,7 @@ class Archive:
         if not self._draining or used <= c.low_watermark * c.capacity_bytes:
             self._draining = False
             return []
+        self.flush_access_times()  # least recently used: by every access noted so far
         replicas = self.catalog.disk_replicas()
         counts = self.catalog.tape_copy_counts()
         on_tape = {fid for fid, n in counts.items() if n >= self.cfg.tape.copies}

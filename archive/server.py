@@ -771,16 +771,25 @@ class Handler(BaseHTTPRequestHandler):
             raise NotFound(path)
         children = a.catalog.list_dir(path) if (d and depth == "1") else None
         files = ([f] if f else []) + (children[1] if children else [])
+        # one query for the replicas of the whole listing, one for its dead properties (two
+        # queries per member before: 150 for a collection of 50 files)
+        flags = a.catalog.replica_flags(file_id=f.file_id) if f else \
+            a.catalog.replica_flags(parent=path) if children else {}
         loc = {}
         for x in files[:2000]:
-            on_disk = a.catalog.disk_replica(x.file_id) is not None
-            on_tape = bool(a.catalog.tape_replicas(x.file_id))
+            on_disk, on_tape = flags.get(x.file_id, (False, False))
             loc[x.file_id] = ("DISK_AND_TAPE" if on_disk and on_tape else
                               "DISK" if on_disk else "TAPE" if on_tape else "LOST")
+        props = a.catalog.listing_props(path) if children else \
+            {path: a.catalog.get_props(path)}
+        if mode == "allprop":  # what clients send most (gfal2, davix, rclone): cached bytes
+            ms = webdav.members(d, f, children, loc)
+            body = webdav.multistatus_of(webdav.allprop_responses(ms, props))
+            return self.send(207, body, 'application/xml; charset="utf-8"')
         res = webdav.resources(d, f, children, loc)
         want_locks = mode == "prop" and any(n in webdav.LOCK_PROPS for n in names)
         for r in res:
-            r.dead = a.catalog.get_props(r.path)
+            r.dead = props.get(r.path, {})
             if want_locks:
                 active = "".join(lk.activelock(webdav.href(lk.root, False))
                                  for lk in self.server.locks.covering(r.path))
