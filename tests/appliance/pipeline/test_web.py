@@ -87,6 +87,23 @@ def browser():  # noqa: ANN201 - a selenium Chrome driver
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
+def click(driver, css: str, timeout: float = 30) -> None:  # noqa: ANN001
+    """Click the element ``css`` names, finding it again if the page re-rendered it between the
+    lookup and the click (a stale element reference)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+            return
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def wait_for(driver, js: str, timeout: float = 60):  # noqa: ANN001, ANN201
     """Poll a JS expression in the page until it is truthy; return its value."""
     deadline = time.monotonic() + timeout
@@ -197,7 +214,7 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
                       if o["stages"]["products"]["status"] == "done")
         iid = target["id"]
         sel = f'[id="obs-{iid}"]'
-        d.find_element(By.CSS_SELECTOR, f"{sel} button.rerun[data-stage=image]").click()
+        click(d, f"{sel} button.rerun[data-stage=image]")
         wait_for(d, f"(document.querySelector('{sel} .st[data-stage=image]') || {{}}).textContent === 'image: done'",
                  timeout=120)
         assert (server_work(server) / "image" / iid / "catalog.vot").is_file()
@@ -209,15 +226,15 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
         note = d.find_element(By.CSS_SELECTOR, f"{sel} .flag-note")
         note.clear()
         note.send_keys("side lobes, seen in the browser")
-        d.find_element(By.CSS_SELECTOR, f"{sel} button.flag").click()
+        click(d, f"{sel} button.flag")
         wait_for(d, f"document.querySelector('{sel}').classList.contains('flagged')")
         assert load_flags(server_work(server))[target["item"]]["note"] == "side lobes, seen in the browser"
         # re-run products on it: the manual flag holds (the runner's rule) and the page reports it
-        d.find_element(By.CSS_SELECTOR, f"{sel} button.rerun[data-stage=products]").click()
+        click(d, f"{sel} button.rerun[data-stage=products]")
         msg = wait_for(d, "(t => t.startsWith('products:') && t)(document.getElementById('message').textContent)")
         assert msg.startswith("products: 0 done, 1 flagged, 0 failed"), msg
         assert "flagged: side lobes, seen in the browser" in d.find_element(By.CSS_SELECTOR, sel).text
-        d.find_element(By.CSS_SELECTOR, f"{sel} button.unflag").click()
+        click(d, f"{sel} button.unflag")
         wait_for(d, f"!document.querySelector('{sel}').classList.contains('flagged')")
         assert target["item"] not in load_flags(server_work(server))
     finally:
