@@ -42,7 +42,7 @@ def archive_query(collection: str, match: str = "*", credentials: Credentials | 
 
 def _catalog_query(parts: SplitResult, match: str, credentials: Credentials | None) -> list[str]:
     """The files the archive's catalog finds for the query, as URLs on the caller's scheme."""
-    from appliance.pipeline.match import search  # the archive's catalog client (keyset paging)
+    from appliance.staging.catalog import search
 
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))

@@ -22,20 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from appliance.exitcodes import Exit
 from appliance.fsutil import atomic_write_json
 from appliance.pipeline import runner
-from appliance.pipeline.errors import PipelineError, UsageProblem
+from appliance.pipeline.errors import UsageProblem
 from appliance.pipeline.runner import ItemState, RunSummary, item_id
+from appliance.staging.catalog import https_base, search
 from appliance.transfer.credentials import Credentials
-
-
-class ArchiveProblem(PipelineError):
-    """The catalog answered with an error (or not at all); ``path`` is the URL."""
-
-    exit_code = Exit.REMOTE
 
 
 def band_instrument(band: int) -> str:
@@ -75,47 +68,6 @@ class Selection:
         if self.end:
             p["end"] = self.end
         return p
-
-
-def _https(url: str) -> str:
-    """The server's HTTPS base URL from ``https://``/``davs://`` (``http``/``dav`` stay plain)."""
-    u = urlsplit(url.rstrip("/"))
-    scheme = {"davs": "https", "dav": "http"}.get(u.scheme, u.scheme)
-    if scheme not in ("https", "http") or not u.netloc:
-        raise UsageProblem(url, "expected the archive's https://HOST:PORT (or davs://) URL")
-    return urlunsplit((scheme, u.netloc, "", "", ""))
-
-
-def search(url: str, prefix: str, params: dict[str, str], credentials: Credentials | None = None,
-           page: int = 1000) -> list[dict[str, Any]]:
-    """Every catalog item below ``prefix`` that matches ``params`` (all pages)."""
-    import requests
-
-    from appliance.transfer.http import make_session
-
-    base = _https(url) + "/api/catalog/search"
-    session = make_session(credentials or Credentials.discover())
-    out: list[dict[str, Any]] = []
-    query = {"prefix": "/" + prefix.strip("/"), "limit": str(page), **params}
-    while True:
-        try:
-            # %20, never '+': the server decodes the query as a path (RFC 3986), not as a form
-            r = session.get(base, params=urlencode(query, quote_via=quote), timeout=60)
-        except requests.RequestException as err:
-            raise ArchiveProblem(base, f"catalog search failed: {err}") from err
-        if r.status_code != 200:
-            detail = r.text.strip().replace("\n", " ")[:300]
-            problem = ArchiveProblem(base, f"catalog search answered {r.status_code}: {detail}")
-            if r.status_code in (401, 403):
-                problem.exit_code = Exit.PERMISSION
-            elif r.status_code == 400:
-                problem.exit_code = Exit.USAGE
-            raise problem
-        body = r.json()
-        out.extend(body.get("items", []))
-        if not body.get("next"):
-            return out
-        query["after"] = body["next"]
 
 
 @dataclass
@@ -160,7 +112,7 @@ def run_match(url: str, dest: Path, work: Path, prefix: str = "alma", selection:
     states: dict[str, ItemState] = {}
     jobs: list[CopyJob] = []
     owner: list[str] = []
-    server = _https(url)
+    server = https_base(url)
     for folder, items in sorted(the_plan.folders.items()):
         if folder in flags:
             states[folder] = ItemState(folder, "match", "flagged", f"manual: {flags[folder]['note']}", manual=True)
