@@ -51,6 +51,16 @@ def _catalog_query(parts: SplitResult, match: str, credentials: Credentials | No
                   if fnmatch.fnmatch(i["path"].rsplit("/", 1)[-1], match))
 
 
+def _client(server: str, credentials: Credentials | None,
+            client_factory: Callable[[str], object] | None) -> object:
+    """The server's Tape REST client (``client_factory`` for tests with a fake server)."""
+    if client_factory is not None:
+        return client_factory(server)
+    from appliance.staging.client import StagingClient
+
+    return StagingClient(server, credentials or Credentials.discover())
+
+
 def stage_all(uris: list[str], credentials: Credentials | None = None, lifetime: str = "PT6H",
               timeout: float = 6 * 3600.0, client_factory: Callable[[str], object] | None = None,
               ) -> dict[str, str]:
@@ -61,12 +71,7 @@ def stage_all(uris: list[str], credentials: Credentials | None = None, lifetime:
             by_server[server_root(uri)].append(path_of(uri))
     requests: dict[str, str] = {}
     for server, paths in by_server.items():
-        if client_factory is None:
-            from appliance.staging.client import StagingClient
-
-            client = StagingClient(server, credentials or Credentials.discover())
-        else:
-            client = client_factory(server)
+        client = _client(server, credentials, client_factory)
         try:
             rid = client.stage(paths, lifetime)  # type: ignore[attr-defined]
         except TapeApiUnavailable:
@@ -85,12 +90,7 @@ def release_all(requests: dict[str, str], credentials: Credentials | None = None
 
     problems = []
     for server, rid in requests.items():
-        if client_factory is None:
-            from appliance.staging.client import StagingClient
-
-            client = StagingClient(server, credentials or Credentials.discover())
-        else:
-            client = client_factory(server)
+        client = _client(server, credentials, client_factory)
         try:
             client.delete(rid)  # type: ignore[attr-defined]
         except (StagingError, OSError) as err:
