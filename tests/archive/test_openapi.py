@@ -23,7 +23,11 @@ def test_schemathesis_finds_nothing(lta, mint, pki, tmp_path):
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [str(SCHEMATHESIS), "run", f"{lta.url}/openapi.json", "--checks", "all",
-         "--max-examples", "50", "--seed", os.environ.get("SCHEMATHESIS_SEED", "12"), "--workers", "2", "--no-color",
+         "--max-examples", "50", "--seed", os.environ.get("SCHEMATHESIS_SEED", "12"),
+         # one worker: with worker threads, hypothesis' ast.parse of lambda sources hits CPython
+         # 3.11's spurious "AST constructor recursion depth mismatch" SystemError (gh-106905),
+         # which crashed the tool itself (not a finding) in one fresh-machine run
+         "--workers", "1", "--no-color",
          "--tls-verify", str(pki.ca_cert), "-H", f"Authorization: Bearer {token}",
          "--generation-database", "none", "--report", "json",
          "--report-json-path", str(report), "--request-timeout", "30"],
