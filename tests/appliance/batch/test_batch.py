@@ -199,8 +199,11 @@ def test_existing_scheduler(settings, scratch_image, tmp_path: Path, capsys) -> 
     d, data = make(tmp_path, scratch_image, 3)
     port = _free_port()
     dask = str(Path(sys.executable).parent / "dask")
+    # --no-dashboard still serves its HTTP routes on --dashboard-address (default :8787, every
+    # interface): keep them on loopback too
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                               "--no-dashboard", "--dashboard-address", "127.0.0.1:0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         procs.append(subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
                                        "--host", "127.0.0.1", "--no-dashboard"],
