@@ -12,7 +12,7 @@ from pathlib import Path
 
 from appliance.pipeline import products as prod
 from appliance.pipeline.errors import BadInput
-from appliance.pipeline.runner import Outcome, RunSummary, item_id, run_stage
+from appliance.pipeline.runner import Outcome, RunSummary, item_id, load_state, run_stage
 
 
 def list_observations(root: Path) -> list[str]:
@@ -44,13 +44,18 @@ def run_products(root: Path, work: Path, folders: list[str] | None = None, paral
     prod.warm()  # this process needs them for products.xml; forked workers inherit them
     summary = run_stage("products", folders, partial(products_one, str(root), str(work)), work,
                         parallel=parallel, resume=resume, progress=progress)
+    # products.xml always describes the whole work area: a run over a subset (one observation
+    # re-run from the web page) keeps the other observations' parts from their earlier runs
+    states = {st.id: st for st in summary.items}
+    everything = list(dict.fromkeys([*list_observations(root), *folders]))
     observations = []
-    for st in summary.items:
-        part = Path(work) / "products" / f"{item_id(st.id)}.xml"
-        if st.status != "failed" and part.exists() and not st.manual:
+    for oid in everything:
+        st = states.get(oid) or load_state(work, "products", oid)
+        part = Path(work) / "products" / f"{item_id(oid)}.xml"
+        if st is not None and st.status != "failed" and part.exists() and not st.manual:
             # a part written in this run was validated before it was written; the whole document
             # is validated again below
-            observations.extend(prod.read_xml(part, check=st.id not in summary.ran))
+            observations.extend(prod.read_xml(part, check=oid not in summary.ran))
     out = Path(work) / "products.xml"
     prod.write_xml(out, observations, str(root))
     return summary, out

@@ -153,3 +153,17 @@ def test_fast_centre_is_astropys_centre(tmp_path):
         assert fast == (float(c.ra.deg), float(c.dec.deg)), path
         checked += 1
     assert checked >= 20
+
+
+def test_a_run_over_one_observation_keeps_the_others_in_products_xml(archive_root, tmp_path):
+    """Re-running one observation (as the web page does) rewrites products.xml with every
+    observation of the work area, not only the one that ran."""
+    work = tmp_path / "work"
+    _, xml = run_products(archive_root, work, parallel=1, progress=False)
+    before = xml.read_bytes()
+    n = len(read_xml(xml))
+    one = list_observations(archive_root)[3]
+    summary, xml = run_products(archive_root, work, folders=[one], parallel=1, progress=False,
+                                resume=False)
+    assert [st.id for st in summary.items] == [one] and one in summary.ran
+    assert len(read_xml(xml)) == n and xml.read_bytes() == before
