@@ -99,7 +99,14 @@ def single_node_slurm() -> Iterator[dict[str, str]]:
                 os.kill(munged_pid, 15)
             except ProcessLookupError:
                 pass
-            deadline = time.monotonic() + 10  # it writes its seed file on the way out
+            deadline = time.monotonic() + 30  # it writes its seed file on the way out
             while Path(f"/proc/{munged_pid}").exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
+            if Path(f"/proc/{munged_pid}").exists():
+                # still there (a loaded machine): once its directory is removed it never exits
+                # on SIGTERM (seen: a munged left running for 20 minutes after a test run)
+                try:
+                    os.kill(munged_pid, 9)
+                except ProcessLookupError:
+                    pass
         shutil.rmtree(d, ignore_errors=True)
