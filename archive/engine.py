@@ -637,7 +637,7 @@ class Archive:
             if now >= self._next_housekeeping:
                 self._housekeeping(now)
                 # every 5 s of wall time (real clock), every simulated minute (simulated clock)
-                self._next_housekeeping = now + getattr(self.clock, "speed", 12.0) * 5.0
+                self._next_housekeeping = now + self._housekeeping_period()
             events = [d.op.end for d in self.library.drives if d.op]
             due = self._migration_due_at(now)
             if due is not None:
@@ -783,19 +783,24 @@ class Archive:
                     self._candidates = cands
         return cands
 
-    def _dirty(self) -> None:
+    def _invalidate_candidates(self) -> None:
         with self._cand_lock:
             self._candidates = None
             self._cand_gen += 1
+
+    def _dirty(self) -> None:
+        self._invalidate_candidates()
         self._next_housekeeping = 0.0  # disk usage changed: check the watermark soon
 
     def _ingested(self, entry: FileEntry, replaced: bool) -> None:
         """A new file was committed: it joins the cached candidates in ``modified`` order, as
         the catalog's scan would list it. Rescanning every waiting file after each PUT (and in
         the housekeeping that PUT forced) was a quarter of the server's CPU under load."""
+        if replaced or self._candidates is None:
+            self._dirty()
+            return
         with self._cand_lock:
-            if replaced or self._candidates is None:
-                self._candidates = None
+            if self._candidates is None:  # invalidated meanwhile: the next scan lists it
                 self._cand_gen += 1
             else:
                 new = list(self._candidates)
@@ -916,15 +921,17 @@ class Archive:
             self.catalog.drop_log(done)
 
     # -- housekeeping --------------------------------------------------------------------------
+    def _housekeeping_period(self) -> float:
+        """Archive seconds between housekeeping passes (5 s of wall time)."""
+        return getattr(self.clock, "speed", 12.0) * 5.0
+
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_rescan:  # not when a PUT forced it: that file is in the cache
-            with self._cand_lock:  # other processes (CLI) may have changed the catalog
-                self._candidates = None
-                self._cand_gen += 1
-            self._next_rescan = now + getattr(self.clock, "speed", 12.0) * 5.0
+            self._invalidate_candidates()  # other processes (CLI) may have changed the catalog
+            self._next_rescan = now + self._housekeeping_period()
         if now >= self._next_access_flush:  # not at every forced (PUT) housekeeping
             self.flush_access_times()
-            self._next_access_flush = now + getattr(self.clock, "speed", 12.0) * 5.0
+            self._next_access_flush = now + self._housekeeping_period()
         self.catalog.expire_pins(now)
         self.evict(now)
 
@@ -961,9 +968,7 @@ class Archive:
         """Start writing every file that waits for tape now, whatever its age or the batch
         size (admin: ``archive migrate``); returns how many files wait."""
         with self.lock:
-            with self._cand_lock:
-                self._candidates = None
-                self._cand_gen += 1
+            self._invalidate_candidates()
             n = len(self._migration_candidates())
             self._force_migration = True
         self.wake()
