@@ -58,18 +58,22 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temp file next to ``path``; on success it replaces ``path`` atomically."""
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
+    """Open a temp file next to ``path``; on success it replaces ``path`` atomically.
+    ``durable=False`` skips the fsyncs: still all-or-nothing, but a crash of the machine may lose
+    the new file (for records that are cheap to make again)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -81,8 +85,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         f.write(data)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    with atomic_open(path, "w") as f:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, durable: bool = True) -> None:
+    with atomic_open(path, "w", durable=durable) as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
 

@@ -13,11 +13,8 @@ programs; 2 cores here), with a tqdm bar on stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -134,20 +131,6 @@ def load_state(work: Path, stage: str, item: str) -> ItemState | None:
         return None  # a missing or damaged record means: not done yet
 
 
-def _write_record(path: Path, obj: dict) -> None:
-    """Temp file + rename, no fsync (see the module's docstring)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _call(fn: Callable[[str], Outcome], item: str) -> tuple[str, str, dict, float]:
     t0 = time.perf_counter()
     try:
@@ -181,7 +164,7 @@ def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], wo
 
     def finish(it: str, res: tuple[str, str, dict, float]) -> None:
         st = ItemState(it, stage, res[0], res[1], res[2], round(res[3], 4))
-        _write_record(sdir / f"{item_id(it)}.json", st.to_json())
+        atomic_write_json(sdir / f"{item_id(it)}.json", st.to_json(), durable=False)  # see above
         states[it] = st
 
     bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress or not todo)
