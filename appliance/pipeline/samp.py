@@ -153,26 +153,51 @@ class SampBridge:
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def clients(self) -> list[dict[str, str]]:
+    def clients(self) -> list[dict[str, Any]]:
+        """Registered clients by id and name, and whether each takes ``table.load.votable`` yet."""
         c = self.client
-        return [{"id": cid, "name": str(c.get_metadata(cid).get("samp.name", ""))}
+        takes = set(c.get_subscribed_clients("table.load.votable"))
+        return [{"id": cid, "name": str(c.get_metadata(cid).get("samp.name", "")), "loads_tables": cid in takes}
                 for cid in c.get_registered_clients()]
 
-    def find_client(self, name: str) -> str | None:
-        return next((x["id"] for x in self.clients() if x["name"].lower() == name.lower()), None)
+    def find_client(self, name: str, wait: float = 0.0) -> tuple[str | None, str]:
+        """The id of the client named ``name`` that takes tables, or None and why not.
+
+        A client declares its metadata (its name) before its subscriptions: a TOPCAT that has just
+        started is seen by name a moment before it takes ``table.load.votable``; ``wait`` seconds
+        cover that gap instead of failing the first send.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            named = [x for x in self.clients() if x["name"].lower() == name.lower()]
+            ok = next((x["id"] for x in named if x["loads_tables"]), None)
+            if ok is not None:
+                return ok, ""
+            if not named:
+                return None, f"no SAMP client named {name!r} registered with the hub"
+            if time.monotonic() >= deadline:
+                return None, f"SAMP client {name!r} is registered but does not take table.load.votable"
+            time.sleep(0.2)
 
     def send_table(self, url: str, tid: str, name: str, to: str | None = None,
                    timeout: int = 30) -> dict[str, Any]:
-        """``table.load.votable`` to client ``to`` (by samp.name; a call, waits for its reply) or to all."""
+        """``table.load.votable`` to client ``to`` (by samp.name; a call, waits for its reply) or to all.
+
+        Never raises: a hub that refuses or times out comes back as ``{"ok": False, "error": ...}``.
+        """
         if not self.connected:
             return {"ok": False, "error": self.error or "not connected to a SAMP hub"}
         msg = {"samp.mtype": "table.load.votable", "samp.params": {"url": url, "table-id": tid, "name": name}}
-        if to is None:
-            self.client.notify_all(msg)
-            return {"ok": True, "sent": "all"}
-        cid = self.find_client(to)
-        if cid is None:
-            return {"ok": False, "error": f"no SAMP client named {to!r} registered with the hub"}
-        reply = self.client.call_and_wait(cid, msg, str(timeout))
+        try:
+            if to is None:
+                self.client.notify_all(msg)
+                return {"ok": True, "sent": "all"}
+            cid, why = self.find_client(to, wait=5.0)
+            if cid is None:
+                return {"ok": False, "error": why}
+            reply = self.client.call_and_wait(cid, msg, str(timeout))
+        except Exception as e:  # noqa: BLE001 - SAMPProxyError, a hub gone, a timeout: all one answer
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            return {"ok": False, "error": f"SAMP hub: {type(e).__name__}: {first}"}
         status = reply.get("samp.status", "")
         return {"ok": status == "samp.ok", "sent": cid, "reply": reply}

@@ -168,6 +168,13 @@ def test_catalog_sent_with_table_load_votable(samp_server, hub):
         assert len(got["table"]) == len(dets) and list(got["table"]["ra"]) == [x["ra"] for x in dets]
         code, body = http(s.url + f"api/obs/{iid}/send", "POST", {"to": "nobody"})
         assert code == 502 and b"no SAMP client named 'nobody'" in body
+        mute = SAMPIntegratedClient(name="mute", addr="127.0.0.1")  # registered, takes no tables
+        mute.connect()
+        try:
+            code, body = http(s.url + f"api/obs/{iid}/send", "POST", {"to": "mute"})
+            assert code == 502 and b"'mute' is registered but does not take table.load.votable" in body, body
+        finally:
+            mute.disconnect()
     finally:
         c.disconnect()
 
@@ -187,8 +194,8 @@ def test_topcat_under_xvfb_receives_a_catalog(samp_server, hub, tmp_path):
     try:
         deadline = time.monotonic() + 180
         while True:
-            names = [x["name"] for x in json.loads(http(s.url + "api/samp")[1]).get("clients", [])]
-            if "topcat" in names:
+            clients = json.loads(http(s.url + "api/samp")[1]).get("clients", [])
+            if any(x["name"] == "topcat" for x in clients):  # named: the send waits for its subscriptions
                 break
             assert top.poll() is None and time.monotonic() < deadline, f"TOPCAT never registered: {log.read_text()[-2000:]}"
             time.sleep(0.5)
