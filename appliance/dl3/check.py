@@ -29,10 +29,12 @@ SPEC: dict[str, tuple[str, str | None, str | None, dict[str, str], tuple[str, ..
     "edisp_2d": ("RESPONSE", "EDISP", "EDISP_2D", {**_AXES, "MIGRA_LO": "", "MIGRA_HI": "", "MATRIX": ""}, ()),
     "psf_table": ("RESPONSE", "PSF", "PSF_TABLE", {**_AXES, "RAD_LO": "deg", "RAD_HI": "deg", "RPSF": "sr-1"}, ()),
     "bkg_2d": ("RESPONSE", "BKG", "BKG_2D", {**_AXES, "BKG": "MeV-1 s-1 sr-1"}, ()),
+    "bkg_3d": ("RESPONSE", "BKG", "BKG_3D", {"ENERG_LO": "TeV", "ENERG_HI": "TeV", "DETX_LO": "deg", "DETX_HI": "deg",
+                                             "DETY_LO": "deg", "DETY_HI": "deg", "BKG": "MeV-1 s-1 sr-1"}, ("FOVALIGN",)),
     "rad_max_2d": ("RESPONSE", "RAD_MAX", "RAD_MAX_2D", {**_AXES, "RAD_MAX": "deg"}, ()),
 }
 HDU_TYPE = {"events": "events", "gti": "gti", "pointing": "pointing", "aeff_2d": "aeff", "edisp_2d": "edisp",
-            "psf_table": "psf", "bkg_2d": "bkg", "rad_max_2d": "rad_max"}
+            "psf_table": "psf", "bkg_2d": "bkg", "bkg_3d": "bkg", "rad_max_2d": "rad_max"}
 OBS_INDEX_COLS = {"OBS_ID": "", "RA_PNT": "deg", "DEC_PNT": "deg", "ONTIME": "s", "LIVETIME": "s",
                   "TSTART": "s", "TSTOP": "s", "DEADC": ""}
 HDU_INDEX_COLS = ("OBS_ID", "HDU_TYPE", "HDU_CLASS", "FILE_DIR", "FILE_NAME", "HDU_NAME")

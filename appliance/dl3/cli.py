@@ -49,7 +49,8 @@ def _convert(args: argparse.Namespace) -> int:
     opts = ConvertOptions(events=tuple(Path(p) for p in args.events), mc=Path(args.mc), out=Path(args.out),
                           point_like=not args.full_enclosure,
                           background_mc=Path(args.background_mc) if args.background_mc else None,
-                          cuts=Cuts(gammaness=args.gammaness_cut, theta=args.theta_cut), force=args.force)
+                          cuts=Cuts(gammaness=args.gammaness_cut, theta=args.theta_cut), force=args.force,
+                          background=args.background)
     return _emit(args, convert(opts))
 
 
@@ -83,7 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                  "directory renamed at the end).")
     c.add_argument("--events", nargs="+", required=True, help="DL2 event files (one or more observations each)")
     c.add_argument("--mc", required=True, help="reconstructed MC gammas with the simulation table")
-    c.add_argument("--background-mc", help="reconstructed MC protons: adds BKG_2D (full-enclosure)")
+    c.add_argument("--background-mc", help="reconstructed MC protons: adds BKG_2D or BKG_3D (full-enclosure)")
+    c.add_argument("--background", choices=("2d", "3d"), default="2d",
+                   help="background IRF from --background-mc: 2d = BKG_2D (reco energy x offset, default), "
+                        "3d = BKG_3D (reco energy x FoV lon x lat, FOVALIGN=ALTAZ)")
     c.add_argument("--out", required=True, help="output DL3 directory (must not exist unless --force)")
     kind = c.add_mutually_exclusive_group()
     kind.add_argument("--point-like", action="store_true", help="theta-cut IRFs + RAD_MAX_2D (default)")

@@ -16,6 +16,7 @@ from pathlib import Path
 import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from astropy.table import QTable
 from pyirf.io.gadf import (
     create_aeff2d_hdu,
     create_background_2d_hdu,
@@ -42,6 +43,7 @@ class ConvertOptions:
     cuts: irf.Cuts = field(default_factory=irf.Cuts)
     binning: irf.Binning = field(default_factory=irf.Binning)
     force: bool = False
+    background: str = "2d"  # BKG_2D or BKG_3D from --background-mc (irf.BACKGROUND_KINDS)
 
 
 @dataclass
@@ -85,6 +87,29 @@ def read_inputs(opts: ConvertOptions) -> tuple[list[tuple[Path, io.Columns, io.C
     return data, mc
 
 
+def background_3d_hdu(bkg: u.Quantity, reco_energy_bins: u.Quantity, fov_edges: u.Quantity,
+                      extname: str = HDU_NAMES["bkg"], **header_cards) -> fits.BinTableHDU:
+    """GADF BKG_3D (pyirf 0.13 writes BKG_2D only): one row, axes ENERG x DETX x DETY, FOVALIGN=ALTAZ.
+
+    ``bkg`` is (n_energy, n_lon, n_lat); FITS stores the reverse order, as in pyirf's writers,
+    which is how gammapy's Background3D reads it back (``quantity[0].transpose()``).
+    """
+    t = QTable()
+    e, f = reco_energy_bins.to(u.TeV), fov_edges.to(u.deg)
+    t["ENERG_LO"], t["ENERG_HI"] = e[None, :-1], e[None, 1:]
+    t["DETX_LO"], t["DETX_HI"] = f[None, :-1], f[None, 1:]
+    t["DETY_LO"], t["DETY_HI"] = f[None, :-1], f[None, 1:]
+    t["BKG"] = bkg.T[None, ...].to(irf.BACKGROUND_UNIT).astype(np.float32)
+    h = fits.Header()
+    h["HDUCLASS"], h["HDUDOC"] = "GADF", "https://github.com/open-gamma-ray-astro/gamma-astro-data-formats"
+    h["HDUCLAS1"], h["HDUCLAS2"], h["HDUCLAS3"], h["HDUCLAS4"] = "RESPONSE", "BKG", "FULL-ENCLOSURE", "BKG_3D"
+    h["FOVALIGN"] = ("ALTAZ", "DETX/DETY: FoV lon/lat aligned with AltAz")
+    h[f"CREF{t.colnames.index('BKG') + 1}"] = "(ENERG_LO:ENERG_HI,DETX_LO:DETX_HI,DETY_LO:DETY_HI)"
+    for k, v in header_cards.items():
+        h[k] = v
+    return fits.BinTableHDU(t, header=h, name=extname)
+
+
 def irf_hdus(irfs: irf.IRFs, obs_id: int) -> list[fits.BinTableHDU]:
     b = irfs.binning
     cards = {"OBS_ID": obs_id, **events.TELESCOPE, **irfs.cuts.cards(irfs.point_like)}
@@ -102,6 +127,8 @@ def irf_hdus(irfs: irf.IRFs, obs_id: int) -> list[fits.BinTableHDU]:
     if irfs.bkg is not None:
         hdus.append(create_background_2d_hdu(irfs.bkg, b.reco_energy * u.TeV, b.bkg_offset * u.deg,
                                              extname=HDU_NAMES["bkg"], **cards))
+    if irfs.bkg_3d is not None:
+        hdus.append(background_3d_hdu(irfs.bkg_3d, b.reco_energy * u.TeV, b.bkg_fov * u.deg, **cards))
     for h in hdus:
         h.header["HDUVERS"] = "0.3"
     return hdus
@@ -113,9 +140,9 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         raise DL3InputError(out, "exists; remove it or pass --force to replace it")
     data, mc = read_inputs(opts)
     gamma = irf.mc_table(mc["gamma"], opts.cuts)
-    proton = irf.mc_table(mc["proton"], opts.cuts) if "proton" in mc else None
+    proton = irf.mc_table(mc["proton"], opts.cuts, fov_coords=opts.background == "3d") if "proton" in mc else None
     irfs = irf.compute(gamma, mc["gamma_sim"], point_like=opts.point_like, binning=opts.binning, cuts=opts.cuts,
-                       proton=proton, proton_sim=mc.get("proton_sim"))
+                       proton=proton, proton_sim=mc.get("proton_sim"), background=opts.background)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -121,5 +121,18 @@ def separation(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.nd
     return np.degrees(np.arctan2(num, np.sin(b1) * np.sin(b2) + np.cos(b1) * np.cos(b2) * np.cos(dl)))
 
 
+def fov_lonlat(lon: np.ndarray, lat: np.ndarray, lon_pnt: np.ndarray, lat_pnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Field-of-view coordinates (deg) of (lon, lat) around the pointing, as gammapy's ``sky_to_fov``.
+
+    The pointing-centred offset frame (astropy's ``SkyOffsetFrame``) with the longitude sign
+    flipped, gammapy's convention; for AltAz input that is FOVALIGN=ALTAZ. Plain numpy.
+    """
+    lo, b, lo0, b0 = (np.radians(np.asarray(v, dtype=float)) for v in (lon, lat, lon_pnt, lat_pnt))
+    x, y, z = np.cos(b) * np.cos(lo - lo0), np.cos(b) * np.sin(lo - lo0), np.sin(b)
+    # rotate the pointing onto the offset frame's origin (about the y axis by its latitude)
+    xr, zr = x * np.cos(b0) + z * np.sin(b0), -x * np.sin(b0) + z * np.cos(b0)
+    return -np.degrees(np.arctan2(y, xr)), np.degrees(np.arcsin(np.clip(zr, -1.0, 1.0)))
+
+
 def cone_solid_angle(theta_deg: float) -> float:
     return 2 * math.pi * (1 - math.cos(math.radians(theta_deg)))
