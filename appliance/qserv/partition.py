@@ -220,6 +220,21 @@ class _Spill:
             fh.write(np.stack([keys, nbytes], axis=1).astype(np.int64).tobytes())
 
 
+def _location_order(bucket_key: np.ndarray, rows: np.ndarray, subs: np.ndarray, bucket_keys: int) -> np.ndarray:
+    """The order of (bucket_key, row, sub) ascending: one argsort of the three packed into an int64.
+
+    A three-key lexsort is three sorts (42 ms per 185k locations, 2.3 s per 1e7 whole-sky rows at
+    340/3); the packed key is one (14 ms). The triples are distinct (a row has a location once), so
+    an unstable sort gives the same order. Fields too wide to pack fall back to the lexsort.
+    """
+    row_bits = max(1, int(rows.max(initial=0)).bit_length())
+    sub_bits = max(1, int(subs.max(initial=0)).bit_length())
+    if max(1, bucket_keys.bit_length()) + row_bits + sub_bits > 63:
+        return np.lexsort((subs, rows, bucket_key))
+    packed = (bucket_key << (row_bits + sub_bits)) | (rows << sub_bits) | subs.astype(np.int64)
+    return np.argsort(packed)
+
+
 RENDER_PIECE = 1 << 18  # locations joined at once: ~20 MB of output text in flight at most
 
 
@@ -229,7 +244,7 @@ def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray,
     bucket = buckets_of_key[keys]
     # (bucket, key, row, sub-chunk): a file's rows come in input order whatever the batches or
     # workers were, so --workers 2 writes the same bytes as one worker
-    order = np.lexsort((subs, rows, bucket * len(buckets_of_key) + keys))
+    order = _location_order(bucket * len(buckets_of_key) + keys, rows, subs, len(buckets_of_key) * int(bucket.max(initial=0) + 1))
     keys, rows, subs, bucket = keys[order], rows[order], subs[order], bucket[order]
     sep = pa.scalar(delim, pa.large_string())
     for p0 in range(0, keys.size, RENDER_PIECE):
@@ -383,17 +398,16 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
             p_off = piece.offset
             p_start = int(np.frombuffer(piece.buffers()[1], dtype=np.int64)[p_off]) if len(piece) else 0
             cuts = (group_end[g:h] - base + p_start).tolist()
+            names = [f"{prefix}{k >> 1}{'_overlap.txt' if k & 1 else '.txt'}" for k in keys[bounds[g:h]].tolist()]
+            # every row's text starts with its newline separator: a file is its text without the first
+            # byte, up to and including the next file's first byte (a newline); the last file of the
+            # piece has no next file and gets its newline by writev
             start = p_start
-            for key, stop in zip(keys[bounds[g:h]].tolist(), cuts, strict=True):
-                name = f"{prefix}{key >> 1}{'_overlap.txt' if key & 1 else '.txt'}"
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    # every row's text starts with its newline separator: drop the first, end with one
-                    _writev_all(fd, [view[start + 1 : stop], newline])
-                finally:
-                    os.close(fd)
+            for name, stop in zip(names[:-1], cuts[:-1], strict=True):
+                _write_file(name, [view[start + 1 : stop + 1]])
                 start = stop
-                files += 1
+            _write_file(names[-1], [view[start + 1 : cuts[-1]], newline])
+            files += len(names)
             piece = view = None
             for mm in maps:
                 if isinstance(mm, mmap.mmap):
@@ -410,12 +424,16 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
     return files
 
 
-def _writev_all(fd: int, parts: list) -> None:
-    total = sum(len(x) for x in parts)
-    done = os.writev(fd, parts)
-    if done < total:  # short write (rare): finish with plain writes
-        rest = b"".join(bytes(x) for x in parts)[done:]
-        _write_all(fd, memoryview(rest))
+def _write_file(name: str, parts: list) -> None:
+    """A new file of ``parts`` (one writev; 292k of these per 1e7 whole-sky rows, so no helpers per call)."""
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        done = os.writev(fd, parts)
+        if done < sum(map(len, parts)):
+            # short write (rare): finish with plain writes
+            _write_all(fd, memoryview(b"".join(bytes(x) for x in parts))[done:])
+    finally:
+        os.close(fd)
 
 
 _BUFFERS: dict[int, bytearray] = {}
