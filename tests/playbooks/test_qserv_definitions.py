@@ -41,7 +41,7 @@ def test_czar_ports_and_services_follow_variables():
     extra = {**VARS, "qserv_port_repl_controller": 35081}
     containers = {c["name"]: c for c in render_var(["qserv", "qserv_czar"], extra, "qserv_czar_containers")}
     assert {"qserv-czar-db", "qserv-czar-proxy", "qserv-repl-controller"} <= set(containers)
-    assert "--http-port=35081" in map(str, containers["qserv-repl-controller"]["command"])
+    assert "--controller-http-server-port=35081" in map(str, containers["qserv-repl-controller"]["command"])
     assert "qserv-czar-http" not in containers  # no czar-http in the pinned entrypoint (#15)
     # The cmsd manager waits for every worker of the inventory.
     cmd = containers["qserv-czar-cmsd"]["command"]

@@ -69,6 +69,32 @@ def check_entrypoint(argv: list[str], table: dict = TABLE) -> tuple[str, dict[st
     return _required(command, spec, seen), seen, []
 
 
+def check_spawned(command: str, args: list[str], table: dict = TABLE) -> dict[str, str]:
+    """The arguments after ``--`` against the spawned program's options (upstream's parser:
+    options only as ``--name=value``, a bare ``--name`` is a flag, unknown names refused)."""
+    spawned = table["spawned_apps"]
+    app, common = spawned["apps"][command], spawned["common"]
+    options = set(common["options"]) | set(app["options"]) | {
+        f"--{cat}-{param}" for cat, params in common["schema"].items() for param in params}
+    flags = set(common["flags"]) | set(app["flags"])
+    seen: dict[str, str] = {}
+    for word in args:
+        name, eq, value = word.partition("=")
+        if not name.startswith("--"):
+            raise ValueError(f"{command}: positional argument {word!r} after --")
+        if name in app["set_by_entrypoint"]:
+            raise ValueError(f"{command}: {name} is set by the entrypoint itself")
+        if name in flags:
+            if eq:
+                raise ValueError(f"{command}: {name} is a flag and takes no value")
+        elif name not in options:
+            raise ValueError(f"{command}: {name} is not an option of the spawned program")
+        elif not eq or value == "":
+            raise ValueError(f"{command}: {name} must be written {name}=VALUE")
+        seen[name] = value
+    return seen
+
+
 def _required(command: str, spec: dict, seen: dict) -> str:
     missing = [o for o in spec["required"] if o not in seen]
     if missing:
@@ -95,6 +121,9 @@ def test_every_entrypoint_command_matches_upstream_options(role):
             assert argv[:1] == ["--port"], c["name"]  # the MariaDB image: mysqld options
             continue
         commands[c["name"]] = check_entrypoint(argv)
+        command, _, after = commands[c["name"]]
+        if after:
+            check_spawned(command, after)
     assert commands, role
     if role == "qserv_czar":
         assert {n: v[0] for n, v in commands.items()} == {
@@ -103,7 +132,7 @@ def test_every_entrypoint_command_matches_upstream_options(role):
             "qserv-repl-controller": "replication-controller"}
         ctl = commands["qserv-repl-controller"][1]
         assert ctl["--db-uri"][0].endswith(":3307/qservReplica")  # the replication database
-        assert "--http-port=25081" in commands["qserv-repl-controller"][2]
+        assert "--controller-http-server-port=25081" in commands["qserv-repl-controller"][2]
     else:
         assert {v[0] for v in commands.values()} == {"worker-cmsd", "worker-xrootd", "worker-repl"}
         xrd = commands["qserv-worker-xrootd"][1]
@@ -131,3 +160,23 @@ def test_schema_migration_step_covers_every_database():
 def test_checker_rejects_what_upstream_rejects(argv, problem):
     with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         check_entrypoint(argv)
+
+
+@pytest.mark.parametrize(("command", "args", "problem"), [
+    ("replication-controller", ["--http-port=25081"], "--http-port is not an option"),  # the old role's
+    ("worker-repl", ["--worker=w1"], "--worker is not an option"),                     # the old role's
+    ("worker-repl", ["--instance-id"], "--instance-id must be written --instance-id=VALUE"),
+    ("worker-repl", ["--debug=1"], "--debug is a flag"),
+    ("worker-repl", ["--qserv-worker-db=mysql://x"], "set by the entrypoint itself"),
+    ("replication-registry", ["w1"], "positional argument"),
+])
+def test_spawned_program_checker_rejects_what_upstream_rejects(command, args, problem):
+    with pytest.raises(ValueError, match=problem):
+        check_spawned(command, args)
+
+
+def test_spawned_table_records_its_origin():
+    origin = TABLE["spawned_apps"]["origin"]
+    assert origin["repository"] == "lsst/qserv" and len(origin["commit"]) == 40
+    assert check_spawned("replication-controller", ["--controller-http-server-port=25081", "--debug"]) == {
+        "--controller-http-server-port": "25081", "--debug": ""}
