@@ -59,6 +59,7 @@ class RunSummary:
     processed: int  # items worked on in this run (the rest were resumed or manually flagged)
     seconds: float
     ran: frozenset[str] = frozenset()  # which items those were
+    run_id: str | None = None  # the run record of this execution (appliance runs show RUN)
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.items if i.status == status)
@@ -68,13 +69,15 @@ class RunSummary:
         return self.count("failed") == 0
 
     def to_json(self) -> dict:
-        return {"ok": self.ok, "stage": self.stage, "processed": self.processed, "seconds": self.seconds,
+        return {"ok": self.ok, "stage": self.stage, "run_id": self.run_id, "processed": self.processed,
+                "seconds": self.seconds,
                 **{s: self.count(s) for s in STATUSES}, "items": [i.to_json() for i in self.items]}
 
     def report(self) -> str:
         lines = [f"{self.stage}: {len(self.items)} items, {self.count('done')} done, "
                  f"{self.count('flagged')} flagged, {self.count('failed')} failed "
-                 f"({self.processed} processed in {self.seconds:.1f} s)"]
+                 f"({self.processed} processed in {self.seconds:.1f} s)"
+                 + (f"; run record {self.run_id}" if self.run_id else "")]
         for i in self.items:
             if i.status != "done":
                 lines.append(f"  {i.status:<7} {i.id}: {i.reason}")
@@ -141,8 +144,12 @@ def _call(fn: Callable[[str], Outcome], item: str) -> tuple[str, str, dict, floa
 
 
 def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], work: Path,
-              parallel: int = 2, resume: bool = True, progress: bool = True) -> RunSummary:
-    """Run ``fn`` (picklable) on every item not already done; return every item's verdict."""
+              parallel: int = 2, resume: bool = True, progress: bool = True,
+              on_plan: Callable[[list[str]], None] | None = None) -> RunSummary:
+    """Run ``fn`` (picklable) on every item not already done; return every item's verdict.
+
+    ``on_plan`` hears which items will be processed before the first one starts (the run record
+    hashes their inputs then)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -161,6 +168,8 @@ def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], wo
             states[it] = old
         else:
             todo.append(it)
+    if on_plan is not None:
+        on_plan(todo)
 
     def finish(it: str, res: tuple[str, str, dict, float]) -> None:
         st = ItemState(it, stage, res[0], res[1], res[2], round(res[3], 4))

@@ -10,7 +10,9 @@ import os
 from functools import partial
 from pathlib import Path
 
+from appliance.exitcodes import Exit
 from appliance.pipeline import products as prod
+from appliance.pipeline import stagerun
 from appliance.pipeline.errors import BadInput
 from appliance.pipeline.runner import Outcome, RunSummary, item_id, load_state, run_stage
 
@@ -28,27 +30,73 @@ def list_observations(root: Path) -> list[str]:
     return sorted(out)
 
 
-def products_one(root: str, work: str, folder: str) -> Outcome:
+def products_one(root: str, work: str, folder: str, label: str | None = None) -> Outcome:
     obs = prod.classify_folder(Path(root), folder, Path(work))
     xml = Path(work) / "products" / f"{item_id(folder)}.xml"
-    prod.write_xml(xml, [obs], str(root))
+    prod.write_xml(xml, [obs], label or str(root))
     return Outcome(obs.status, "; ".join(obs.reasons), {"xml": str(xml.relative_to(work)),
                                                         "files": {f.name: f.type for f in obs.files}})
 
 
+def _work_files(work: Path, sub: str, iid: str) -> dict[str, tuple[Path, str]]:
+    """``work/SUB/ITEM/*`` (or ``work/SUB/ITEM.xml``) as run outputs with their policies."""
+    out = {}
+    one = work / sub / f"{iid}.xml"
+    if one.is_file():
+        out[f"work/{sub}/{iid}.xml"] = (one, stagerun.policy(one.name))
+    d = work / sub / iid
+    if d.is_dir():
+        for p in sorted(d.iterdir()):
+            if p.is_file():
+                out[f"work/{sub}/{iid}/{p.name}"] = (p, stagerun.policy(p.name))
+    return out
+
+
 def run_products(root: Path, work: Path, folders: list[str] | None = None, parallel: int = 2,
-                 resume: bool = True, progress: bool = True) -> tuple[RunSummary, Path]:
-    """Classify every observation folder, then write the archive's ``products.xml`` (validated)."""
+                 resume: bool = True, progress: bool = True, home: Path | None = None,
+                 replay_of: str | None = None, label: str | None = None) -> tuple[RunSummary, Path]:
+    """Classify every observation folder, then write the archive's ``products.xml`` (validated).
+
+    The execution is a run with a record in the run store (``stagerun``): inputs the files of the
+    folders processed, outputs their XML parts, rebuilt images, ``products.xml`` and the verdicts."""
     root, work = Path(root).resolve(), Path(work).resolve()
     folders = list_observations(root) if folders is None else folders
-    prod.warm()  # this process needs them for products.xml; forked workers inherit them
-    summary = run_stage("products", folders, partial(products_one, str(root), str(work)), work,
-                        parallel=parallel, resume=resume, progress=progress)
+    label = label or str(root)
+    run = stagerun.StageRun("products", root, work, ["appliance", "pipeline", "products", "--root", "ROOT",
+                                                     "--work", "WORK"], {}, parallel, home, replay_of, label)
+
+    def plan(todo: list[str]) -> None:
+        run.params["folders"] = list(todo)
+        for f in todo:
+            run.add_tree("root", root, f)
+        run.begin()
+
+    def body(run: stagerun.StageRun) -> tuple[RunSummary, Path]:
+        prod.warm()  # this process needs them for products.xml; forked workers inherit them
+        summary = run_stage("products", folders, partial(products_one, str(root), str(work), label=label), work,
+                            parallel=parallel, resume=resume, progress=progress, on_plan=plan)
+        out, assembled = _assemble_products(root, work, folders, summary, label)
+        outputs: dict[str, tuple[Path, str]] = {}
+        for f in summary.ran:
+            outputs.update(_work_files(work, "products", item_id(f)))
+            outputs.update(_work_files(work, "rebuilt", item_id(f)))
+        # products.xml holds every observation of the work area; when some came from earlier runs
+        # a replay of this run's items alone cannot rebuild it, so it is recorded, not compared
+        outputs["work/products.xml"] = (out, "sha256" if set(assembled) <= summary.ran else "ignore")
+        summary.run_id = run.finish(outputs, run.verdicts(summary.items, summary.ran),
+                                    0 if summary.ok else Exit.ANALYSIS, stagerun.first_failure(summary)).run_id
+        return summary, out
+
+    return stagerun.recorded(run, body)
+
+
+def _assemble_products(root: Path, work: Path, folders: list[str], summary: RunSummary,
+                       label: str) -> tuple[Path, list[str]]:
     # products.xml always describes the whole work area: a run over a subset (one observation
     # re-run from the web page) keeps the other observations' parts from their earlier runs
     states = {st.id: st for st in summary.items}
     everything = list(dict.fromkeys([*list_observations(root), *folders]))
-    observations = []
+    observations, assembled = [], []
     for oid in everything:
         st = states.get(oid) or load_state(work, "products", oid)
         part = Path(work) / "products" / f"{item_id(oid)}.xml"
@@ -56,9 +104,10 @@ def run_products(root: Path, work: Path, folders: list[str] | None = None, paral
             # a part written in this run was validated before it was written; the whole document
             # is validated again below
             observations.extend(prod.read_xml(part, check=oid not in summary.ran))
+            assembled.append(oid)
     out = Path(work) / "products.xml"
-    prod.write_xml(out, observations, str(root))
-    return summary, out
+    prod.write_xml(out, observations, label)
+    return out, assembled
 
 
 def status_table(work: Path) -> dict[str, dict[str, dict]]:
@@ -101,30 +150,65 @@ def image_one(root: str, work: str, detectors: tuple[str, ...], truth_file: str 
 
 def run_image(root: Path, work: Path, detectors: tuple[str, ...] = ("sextractor", "aegean", "emcee"),
               folders: list[str] | None = None, parallel: int = 2, resume: bool = True,
-              progress: bool = True):  # noqa: ANN201 - (RunSummary, Quality | None)
-    """Detect and measure on every observation ``products`` marked done; score against the truth."""
+              progress: bool = True, home: Path | None = None, replay_of: str | None = None,
+              label: str | None = None):  # noqa: ANN201 - (RunSummary, Quality | None)
+    """Detect and measure on every observation ``products`` marked done; score against the truth.
+
+    A run with a record (``stagerun``): inputs each processed item's products part, its folder's
+    files, its rebuilt images and ``truth.json``; outputs the catalogs, the quality and verdicts."""
     from appliance.pipeline.detect import DETECTORS
     from appliance.pipeline.errors import UsageProblem
-    from appliance.pipeline.image import Quality
 
     bad = set(detectors) - set(DETECTORS)
     if bad or not detectors:
         raise UsageProblem("--detectors", f"choose from {', '.join(DETECTORS)} (got {', '.join(detectors) or 'none'})")
     root, work = Path(root).resolve(), Path(work).resolve()
     folders = list_observations(root) if folders is None else folders
+    run = stagerun.StageRun("image", root, work, ["appliance", "pipeline", "image", "--root", "ROOT", "--work",
+                                                  "WORK", "--detectors", ",".join(detectors)],
+                            {"detectors": list(detectors)}, parallel, home, replay_of, label)
+
+    def plan(todo: list[str]) -> None:
+        run.params["folders"] = list(todo)
+        if (root / "truth.json").exists():
+            run.add_input("root/truth.json", root / "truth.json")
+        for f in todo:
+            part = work / "products" / f"{item_id(f)}.xml"
+            if part.is_file():
+                run.add_input(f"work/products/{part.name}", part)
+            run.add_tree("root", root, f)
+            run.add_tree("work/rebuilt", work / "rebuilt", item_id(f))
+        run.begin()
+
+    return stagerun.recorded(run, lambda run: _image_body(run, root, work, detectors, folders, parallel,
+                                                          resume, progress, plan))
+
+
+def _image_body(run: stagerun.StageRun, root: Path, work: Path, detectors: tuple[str, ...], folders: list[str],
+                parallel: int, resume: bool, progress: bool, plan):  # noqa: ANN001, ANN202
+    from appliance.fsutil import atomic_write_json
+    from appliance.pipeline.image import Quality
+
     truth_file = None
     if (root / "truth.json").exists():  # a generated archive: keyed once, read per item
-        from appliance.fsutil import atomic_write_json
         from appliance.pipeline.synth import load_truth
 
         truth_file = str(work / "truth-by-folder.json")
         atomic_write_json(truth_file, load_truth(root))
     summary = run_stage("image", folders, partial(image_one, str(root), str(work), tuple(detectors), truth_file),
-                        work, parallel=parallel, resume=resume, progress=progress)
-    if truth_file is None:
-        return summary, None
-    rows = [m for st in summary.items if st.status == "done" for m in st.result.get("matches", [])
-            if m["detector"] in detectors]
-    quality = Quality(rows)
-    atomic_write_json(work / "image-quality.json", quality.to_json())
+                        work, parallel=parallel, resume=resume, progress=progress, on_plan=plan)
+    outputs: dict[str, tuple[Path, str]] = {}
+    for f in summary.ran:
+        outputs.update(_work_files(work, "image", item_id(f)))
+    quality = None
+    if truth_file is not None:
+        rows = [m for st in summary.items if st.status == "done" for m in st.result.get("matches", [])
+                if m["detector"] in detectors]
+        quality = Quality(rows)
+        atomic_write_json(work / "image-quality.json", quality.to_json())
+        done = {st.id for st in summary.items if st.status == "done"}
+        outputs["work/image-quality.json"] = (work / "image-quality.json",
+                                              "sha256" if done <= summary.ran else "ignore")
+    summary.run_id = run.finish(outputs, run.verdicts(summary.items, summary.ran),
+                                0 if summary.ok else Exit.ANALYSIS, stagerun.first_failure(summary)).run_id
     return summary, quality
