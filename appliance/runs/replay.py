@@ -41,8 +41,18 @@ def prepared_from_record(runner: Runner, record: RunRecord) -> Prepared:
     )
 
 
+# Runs that no container runtime made are replayed by the code that made them (imported on use:
+# the run layer does not depend on the pipeline).
+STAGE_REPLAYERS = {"host-process": "appliance.pipeline.stagerun"}
+
+
 def replay(runner: Runner, run_id: str) -> tuple[ReplayVerdict, RunRecord]:
     original = runner.runs.load(run_id)
+    module = STAGE_REPLAYERS.get(original.runtime.get("name", ""))
+    if module is not None:
+        import importlib
+
+        return importlib.import_module(module).replay_stage(original.run_id, home=runner.settings.home)
     if original.state != "succeeded":
         raise InputError(f"run {original.run_id} did not succeed ({original.error}); nothing to replay")
     prepared = prepared_from_record(runner, original)

@@ -30,6 +30,11 @@ def test_products_run_record_and_replay(archive_root, tmp_path, run_home):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["same_key"] is True
+    # the ordinary `appliance replay` replays a stage run too
+    out = subprocess.run([*APPLIANCE, "replay", rec.run_id, "--home", str(run_home), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "identical"
     # an input changed since: the replay refuses it (checksum, exit 4) instead of comparing
     victim = Path(fits_inputs[0].uri.removeprefix("file://"))
     data = victim.read_bytes()
