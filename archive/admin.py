@@ -11,16 +11,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from archive.auth import Identity, authorize
 from archive.engine import Archive
 from archive.errors import ArchiveError, BadPath, Forbidden, Unauthorized
 from archive.paths import normalize
 
 
-def require_operator(ident: Any) -> None:
-    if ident.anonymous:
-        raise Unauthorized("operator actions need a bearer token or a client certificate")
-    if not ident.allows("modify", "/"):
-        raise Forbidden(f"{ident.name} is not an operator (needs storage.modify:/)")
+def require_operator(ident: Identity) -> None:
+    """An operator holds storage.modify:/ (decided by auth.authorize; the answer says why)."""
+    try:
+        authorize(ident, "modify", "/")
+    except Unauthorized as err:
+        raise Unauthorized("operator actions need a bearer token or a client certificate") \
+            from err
+    except Forbidden as err:
+        raise Forbidden(f"{ident.name} is not an operator (needs storage.modify:/)") from err
 
 
 def _file_state(a: Archive, path: str) -> dict[str, Any]:

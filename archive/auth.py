@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from archive.config import AuthConfig
-from archive.errors import ConfigError, Unauthorized
+from archive.errors import ConfigError, Forbidden, Unauthorized
 from archive.paths import under
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,24 @@ class Identity:
     def allows(self, action: str, path: str) -> bool:
         wanted = {"create": ("create", "modify")}.get(action, (action,))
         return any(s.action in wanted and under(path, s.path) for s in self.scopes)
+
+
+AUTHENTICATED = None  # the action of requests any authenticated caller may make (UNLOCK, status)
+
+
+def authorize(ident: Identity, action: str | None, path: str) -> Identity:
+    """The one authorization decision of the archive: may ``ident`` do ``storage.<action>`` on
+    ``path`` (``action`` None: any authenticated caller)? Returns the identity, else raises
+    Unauthorized (401: anonymous, it may come back with credentials) or Forbidden (403).
+
+    Anonymous callers never hold create, modify or stage (only ``public_read`` read scopes), so
+    "anonymous is a 401" and "a missing scope is a 403" are one rule for every route."""
+    if ident.allows(action, path) if action else not ident.anonymous:
+        return ident
+    what = f"storage.{action}" if action else "this request"
+    if ident.anonymous:
+        raise Unauthorized(f"{path}: {what} needs a bearer token or a client certificate")
+    raise Forbidden(f"{path}: {ident.name} lacks {what}")
 
 
 def dn_of(name: x509.Name) -> str:

@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from appliance.hashing import BLOCK
 from archive import accesslog, davlocks, taperest, webdav
-from archive.auth import Authenticator, Identity
+from archive.auth import AUTHENTICATED, Authenticator, Identity, authorize
 from archive.catalog import SearchQuery
 from archive.config import ArchiveConfig
 from archive.engine import Archive
@@ -40,7 +40,6 @@ from archive.errors import (
     Conflict,
     Forbidden,
     NotFound,
-    Unauthorized,
 )
 from archive.paths import normalize, parent_of
 
@@ -185,14 +184,10 @@ class Handler(BaseHTTPRequestHandler):
                                                     tls=self.server.ssl_context is not None)
         return self._ident
 
-    def require(self, action: str, path: str) -> Identity:
-        ident = self.identity()
-        if ident.allows(action, path):
-            return ident
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: storage.{action} needs a bearer token or a client "
-                               "certificate")
-        raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+    def require(self, action: str | None, path: str) -> Identity:
+        """Every route's authorization goes through ``auth.authorize`` (one rule: 401 for
+        anonymous callers, 403 for a missing scope)."""
+        return authorize(self.identity(), action, path)
 
     def split(self) -> tuple[str, dict[str, list[str]]]:
         u = urlsplit(self.path)
@@ -436,14 +431,11 @@ class Handler(BaseHTTPRequestHandler):
         depth = (self.headers.get("Depth") or "infinity").strip().lower()
         if depth not in ("0", "infinity"):
             raise BadRequest("COPY takes Depth: 0 or infinity")
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized("COPY needs a bearer token or a client certificate")
+        ident = self.require(AUTHENTICATED, path)
         a = self.archive
         existed = bool(a.catalog.get_file(dpath) or a.catalog.get_dir(dpath))
         for action, p in (("read", path), ("modify" if existed else "create", dpath)):
-            if not ident.allows(action, p):
-                raise Forbidden(f"{p}: {ident.name} lacks storage.{action}")
+            authorize(ident, action, p)
         if not (a.catalog.get_file(path) or a.catalog.get_dir(path)):
             raise NotFound(path)
         self._check_locks(ident, tree=[dpath], parents=[dpath])
@@ -540,14 +532,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dav_lock(self, path: str, raw: str) -> None:
         info = webdav.parse_lockinfo(self.read_body())
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: LOCK needs a bearer token or a client certificate")
+        ident = self.require(AUTHENTICATED, path)
         a = self.archive
         exists = bool(a.catalog.get_file(path) or a.catalog.get_dir(path))
-        action = "modify" if exists else "create"
-        if not ident.allows(action, path):
-            raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+        authorize(ident, "modify" if exists else "create", path)
         timeout = davlocks.parse_timeout(self.headers.get("Timeout"))
         locks = self.server.locks
         if info is None:  # refresh (RFC 4918 9.10.2): the token comes in the If header
@@ -577,9 +565,7 @@ class Handler(BaseHTTPRequestHandler):
         self._lock_answer(lk, 200 if exists else 201, new=True)
 
     def _dav_unlock(self, path: str, raw: str) -> None:
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: UNLOCK needs a bearer token or a client certificate")
+        ident = self.require(AUTHENTICATED, path)
         token = (self.headers.get("Lock-Token") or "").strip().strip("<>")
         if not token:
             raise BadRequest("UNLOCK needs a Lock-Token header")
@@ -595,11 +581,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dav_proppatch(self, path: str, raw: str) -> None:
         """Dead properties in the catalog (table dead_props), all or nothing (RFC 4918 9.2)."""
         ops = webdav.parse_proppatch(self.read_body())
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: PROPPATCH needs a bearer token or a client certificate")
-        if not ident.allows("modify", path):
-            raise Forbidden(f"{path}: {ident.name} lacks storage.modify")
+        ident = self.require("modify", path)
         a = self.archive
         is_dir = a.catalog.get_dir(path) is not None
         if not is_dir and not a.catalog.get_file(path):
@@ -707,11 +689,7 @@ class Handler(BaseHTTPRequestHandler):
         if a.catalog.get_dir(path):
             raise AlreadyExists(path)
         action = "modify" if a.catalog.get_file(path) else "create"
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: uploads need a bearer token or a client certificate")
-        if not ident.allows(action, path):
-            raise Forbidden(f"{path}: {ident.name} lacks storage.{action}")
+        ident = self.require(action, path)
         self._check_locks(ident, own=(path,), parents=[path] if action == "create" else [])
         return ident
 
@@ -734,11 +712,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(204 if existed else 201, headers={"ETag": f'"{entry.adler32}"'})
 
     def _dav_delete(self, path: str, raw: str) -> None:
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: deletion needs a bearer token or a client certificate")
-        if not ident.allows("modify", path):
-            raise Forbidden(f"{path}: {ident.name} lacks storage.modify")
+        ident = self.require("modify", path)
         self._check_locks(ident, tree=[path], parents=[path])
         self.archive.delete(path)  # a collection with everything in it (RFC 4918 9.6.1)
         self.server.locks.drop_below(path)
@@ -748,11 +722,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.content_length():
             self.read_body()
             return self.problem(415, "MKCOL with a body is not supported")
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized(f"{path}: MKCOL needs a bearer token or a client certificate")
-        if not ident.allows("create", path):
-            raise Forbidden(f"{path}: {ident.name} lacks storage.create")
+        ident = self.require("create", path)
         self._check_locks(ident, parents=[path])
         self.archive.mkdir(path, ident.name, parents=False)
         self.send(201)
@@ -802,12 +772,8 @@ class Handler(BaseHTTPRequestHandler):
         dpath = self._destination("MOVE")
         if dpath is None:
             return None
-        ident = self.identity()
-        if ident.anonymous:
-            raise Unauthorized("MOVE needs a bearer token or a client certificate")
-        for p in (path, dpath):
-            if not ident.allows("modify", p):
-                raise Forbidden(f"{p}: {ident.name} lacks storage.modify")
+        ident = self.require("modify", path)
+        authorize(ident, "modify", dpath)
         a = self.archive
         if not (a.catalog.get_file(path) or a.catalog.get_dir(path)):
             raise NotFound(path)

@@ -13,17 +13,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from archive.auth import Identity
+from archive.auth import AUTHENTICATED, Identity, authorize
 from archive.catalog import StageRequest
 from archive.engine import Archive
-from archive.errors import ArchiveError, BadPath, BadRequest, Forbidden, NotFound, Unauthorized
+from archive.errors import ArchiveError, BadPath, BadRequest, NotFound
 from archive.openapi import LIFETIME_PATTERN
 from archive.paths import normalize
 
 
 def _require(ident: Identity, action: str, paths: list[str]) -> None:
     if ident.anonymous and action != "read":
-        raise Unauthorized(f"storage.{action} needs a bearer token or a client certificate")
+        authorize(ident, action, "/")  # 401 before looking at any path
     if len(paths) > 1:  # fast path: one check on the paths' common ancestor
         import posixpath
 
@@ -42,7 +42,7 @@ def _require(ident: Identity, action: str, paths: list[str]) -> None:
         if not ident.allows(action, np):
             denied.append(p)
     if denied:
-        raise Forbidden(f"{ident.name} lacks storage.{action} for {denied[:3]}")
+        authorize(ident, action, normalize(denied[0], decoded=True))  # the 403 naming it
 
 
 def _paths(body: Any, key: str = "paths") -> list[str]:
@@ -113,8 +113,7 @@ def _own(a: Archive, ident: Identity, rid: str) -> StageRequest:
 
 
 def status(a: Archive, ident: Identity, rid: str) -> tuple[int, dict[str, Any]]:
-    if ident.anonymous:
-        raise Unauthorized("stage requests are not public")
+    authorize(ident, AUTHENTICATED, f"stage request {rid}")  # stage requests are not public
     return 200, request_json(_own(a, ident, rid))
 
 
