@@ -64,7 +64,7 @@ def _generate(a: argparse.Namespace) -> int:
 
 def _match(a: argparse.Namespace) -> int:
     from appliance.pipeline.errors import UsageProblem
-    from appliance.pipeline.match import Selection, run_match
+    from appliance.pipeline.match import Selection, exit_code, run_match
 
     o = StageOptions.from_args(a)
     sel = Selection(Selection.parse_cone(a.cone) if a.cone else None, a.project, a.band, a.start, a.end)
@@ -79,9 +79,9 @@ def _match(a: argparse.Namespace) -> int:
     summary, plan = run_match(a.url, o.root, o.work, a.prefix, sel, parallel=o.parallel,
                               resume=o.resume, progress=o.progress)
     _emit(o.json, summary)
-    print(f"match: {len(plan.folders)} observation(s) ({plan.matched_files} file(s) matched) -> {o.root}",
-          file=sys.stderr)
-    return 0 if summary.ok else Exit.REMOTE
+    print(f"match: {len(plan.folders)} observation(s) ({plan.matched_files} file(s) matched) -> {o.root}; "
+          f"run record {summary.run_id}", file=sys.stderr)
+    return exit_code(summary)
 
 
 def _products(a: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ The record is the one ``appliance run`` writes (``appliance.runs.record``, docs/
 * ``outputs``: everything the items wrote under the work area (``work/...``), the fetched files of
   ``match`` (``root/...``) and ``verdicts.json`` (every item's verdict, without timings, the root
   and work paths written as ``ROOT`` and ``WORK``), each stored by sha256 with its comparison policy;
-* ``exit_code``: the stage's exit code (0, 5 failed items, 9 failed fetches); ``state`` failed when
+* ``exit_code``: the stage's exit code (0, 5 failed items; match: 4 when every failed fetch failed on
+  a checksum, 9 when any failed on a transfer or service error); ``state`` failed when
   it is not 0, with the first failure as ``error``; ``cache_key`` over the same parts as a recipe's.
 
 The runtime is what it is: **this host process** (``runtime.name = host-process``). The stages'
@@ -179,6 +180,9 @@ class StageRun:
         entries.append(FileEntry("verdicts.json", obj.sha256, obj.size, compare="sha256"))
         r.outputs = sorted(entries, key=lambda e: e.name)
         r.inputs = self.inputs  # match learns its inputs' bytes as it fetches them
+        if self.stage == "match":  # ... and its folders once it has searched: the key covers both
+            r.cache_key = cache_key(r.image["image_id"], self.command, self.params, r.container["env"],
+                                    r.recipe["code_sha256"], {i.name: i.sha256 for i in self.inputs})
         r.exit_code, r.error = exit_code, error
         r.state = "succeeded" if exit_code == 0 else "failed"
         r.finished_at = utcnow()
@@ -299,7 +303,7 @@ def _rerun(stage: str, root: Path, work: Path, params: dict[str, Any], original:
         from appliance.pipeline.match import Selection, run_match
 
         sel = Selection(**{k: (tuple(v) if k == "cone" and v else v) for k, v in params["selection"].items()})
-        summary, _ = run_match(params["url"], root, work, params["prefix"], sel, **common)
+        summary, _ = run_match(params["url"], root, work, params["prefix"], sel, folders=folders, **common)
     else:
         raise InputError(f"run {original.run_id}: unknown pipeline stage {stage!r}")
     return RunStore(home).load(summary.run_id)
