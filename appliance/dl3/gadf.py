@@ -7,10 +7,13 @@ step removes the temporary directory, so no partial product ever carries the fin
 
 from __future__ import annotations
 
+import gzip
+import io as _bytesio
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import astropy.units as u
@@ -157,7 +160,7 @@ def convert(opts: ConvertOptions) -> ConvertResult:
                 name = f"obs_{obs_id:06d}.fits.gz"
                 hdus = [events.events_hdu(info, evo, shift, cut_cards), events.gti_hdu(info, gti_met),
                         events.pointing_hdu(info), *irf_hdus(irfs, int(obs_id))]
-                fits.HDUList([fits.PrimaryHDU(), *hdus]).writeto(tmp / name, checksum=True)
+                write_fits(tmp / name, fits.HDUList([fits.PrimaryHDU(), *hdus]))
                 for h in hdus:
                     hdu_rows.append((int(obs_id), _hdu_type(h.header), _hdu_class(h.header), ".", name, h.name,
                                      (tmp / name).stat().st_size))
@@ -181,6 +184,38 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         raise
     return ConvertResult(out, opts.point_like, observations, [h.header["HDUCLAS4"] for h in irf_hdus(irfs, 0)],
                          len(gamma))
+
+
+def _source_date() -> str | None:
+    """SOURCE_DATE_EPOCH as a FITS date (reproducible builds' convention), or None when it is not set."""
+    sde = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return datetime.fromtimestamp(int(sde), UTC).strftime("%Y-%m-%dT%H:%M:%S") if sde.isdigit() else None
+
+
+def write_fits(path: Path, hdul: fits.HDUList) -> None:
+    """Gzipped FITS with CHECKSUM/DATASUM whose bytes depend on the content only (given SOURCE_DATE_EPOCH).
+
+    astropy's ``writeto(checksum=True)`` stamps the cards' comments with the current time and gzip stamps
+    its header with the mtime and file name, and pyirf writes DATE (now) in every IRF HDU, so two
+    conversions of the same input differed in bytes and in the hdu-index SIZE column. Here the HDUs
+    are serialised once, read back (headers final), DATE set to SOURCE_DATE_EPOCH when that is set,
+    checksummed with a comment naming that time, and compressed with mtime 0 and no name.
+    """
+    raw = _bytesio.BytesIO()
+    hdul.writeto(raw)
+    raw.seek(0)
+    fixed = _source_date()
+    when = fixed or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    final = _bytesio.BytesIO()
+    with fits.open(raw) as back:
+        for h in back:
+            if fixed and "DATE" in h.header:
+                h.header["DATE"] = fixed
+            h.add_datasum(when=f"data unit checksum updated {when}")
+            h.add_checksum(when=f"HDU checksum updated {when}", override_datasum=True)
+        back.writeto(final)
+    with open(path, "wb") as fh, gzip.GzipFile(filename="", mode="wb", fileobj=fh, mtime=0) as gz:
+        gz.write(final.getbuffer())
 
 
 def _hdu_type(h: fits.Header) -> str:
@@ -216,7 +251,8 @@ def _write_obs_index(path: Path, obs: list[dict]) -> None:
             col("EVENT_COUNT", "K", "n_events")]
     o0 = obs[0]
     extra = {**events.time_cards(), "GEOLON": o0["geolon"], "GEOLAT": o0["geolat"], "ALTITUDE": o0["altitude"]}
-    fits.BinTableHDU.from_columns(cols, header=_index_header("OBS", extra), name="OBS_INDEX").writeto(path, checksum=True)
+    write_fits(path, fits.HDUList([fits.PrimaryHDU(),
+                                   fits.BinTableHDU.from_columns(cols, header=_index_header("OBS", extra), name="OBS_INDEX")]))
 
 
 def _write_hdu_index(path: Path, rows: list[tuple]) -> None:
@@ -224,4 +260,5 @@ def _write_hdu_index(path: Path, rows: list[tuple]) -> None:
     fmts = ("K", "16A", "16A", "64A", "64A", "24A", "K")
     cols = [fits.Column(n, f, array=np.array([r[i] for r in rows]), unit="byte" if n == "SIZE" else None)
             for i, (n, f) in enumerate(zip(names, fmts, strict=False))]
-    fits.BinTableHDU.from_columns(cols, header=_index_header("HDU", {}), name="HDU_INDEX").writeto(path, checksum=True)
+    write_fits(path, fits.HDUList([fits.PrimaryHDU(),
+                                   fits.BinTableHDU.from_columns(cols, header=_index_header("HDU", {}), name="HDU_INDEX")]))
