@@ -87,8 +87,13 @@ def _check_header(where: str, h: fits.Header, keys: tuple[str, ...], problems: l
         problems.append(f"{where}: HDUCLASS is {h.get('HDUCLASS')!r}, expected 'GADF'")
 
 
-def check_hdu(where: str, hdu: fits.BinTableHDU, hdu_class: str, problems: list[str]) -> None:
-    """One HDU against its class in ``SPEC``."""
+def check_hdu(where: str, hdu: fits.BinTableHDU, hdu_class: str, problems: list[str],
+              has_rad_max_hdu: bool = False) -> None:
+    """One HDU against its class in ``SPEC``.
+
+    A point-like AEFF/EDISP needs its direction cut: the RAD_MAX keyword (a global cut) or, for an
+    energy-dependent one, a RAD_MAX_2D HDU of the same observation (``has_rad_max_hdu``).
+    """
     c1, c2, c4, columns, keys = SPEC[hdu_class]
     h = hdu.header
     _check_header(where, h, keys, problems)
@@ -97,8 +102,10 @@ def check_hdu(where: str, hdu: fits.BinTableHDU, hdu_class: str, problems: list[
             problems.append(f"{where}: {key} is {h.get(key)!r}, expected {want!r}")
     if c1 == "RESPONSE" and h.get("HDUCLAS3") not in ("POINT-LIKE", "FULL-ENCLOSURE"):
         problems.append(f"{where}: HDUCLAS3 is {h.get('HDUCLAS3')!r}, expected POINT-LIKE or FULL-ENCLOSURE")
-    if c1 == "RESPONSE" and h.get("HDUCLAS3") == "POINT-LIKE" and c2 in ("EFF_AREA", "EDISP") and "RAD_MAX" not in h:
-        problems.append(f"{where}: point-like {c2} without RAD_MAX (the direction cut) in the header")
+    if c1 == "RESPONSE" and h.get("HDUCLAS3") == "POINT-LIKE" and c2 in ("EFF_AREA", "EDISP") and "RAD_MAX" not in h \
+            and not has_rad_max_hdu:
+        problems.append(f"{where}: point-like {c2} without RAD_MAX (the direction cut) in the header "
+                        "and no RAD_MAX_2D HDU for the observation")
     _check_columns(where, hdu, columns, problems)
     if hdu_class == "events" and hdu.data is not None and len(hdu.data) and "TIME" in hdu.columns.names:
         t = hdu.data["TIME"]
@@ -145,10 +152,11 @@ def check(directory: Path) -> CheckResult:
         return res
     obs_rows = {int(r["OBS_ID"]): r for r in obs_idx.data}
     seen: dict[int, set[str]] = {}
+    for r in hdu_idx.data:
+        seen.setdefault(int(r["OBS_ID"]), set()).add(r["HDU_TYPE"].strip())
     root = directory.resolve()
     for r in hdu_idx.data:
         obs_id, hclass, htype = int(r["OBS_ID"]), r["HDU_CLASS"].strip(), r["HDU_TYPE"].strip()
-        seen.setdefault(obs_id, set()).add(htype)
         path = (directory / r["FILE_DIR"].strip() / r["FILE_NAME"].strip()).resolve()
         where = f"{r['FILE_NAME'].strip()}[{r['HDU_NAME'].strip()}]"
         if root not in path.parents:
@@ -162,7 +170,7 @@ def check(directory: Path) -> CheckResult:
         try:
             with fits.open(path, checksum=True) as hdul:
                 hdu = hdul[r["HDU_NAME"].strip()]
-                check_hdu(where, hdu, hclass, p)
+                check_hdu(where, hdu, hclass, p, has_rad_max_hdu="rad_max" in seen[obs_id])
                 res.hdus_checked += 1
                 if "OBS_ID" in hdu.header and hdu.header["OBS_ID"] != obs_id:
                     p.append(f"{where}: header OBS_ID {hdu.header['OBS_ID']} != hdu-index OBS_ID {obs_id}")

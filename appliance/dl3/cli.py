@@ -49,7 +49,10 @@ def _convert(args: argparse.Namespace) -> int:
     opts = ConvertOptions(events=tuple(Path(p) for p in args.events), mc=Path(args.mc), out=Path(args.out),
                           point_like=not args.full_enclosure,
                           background_mc=Path(args.background_mc) if args.background_mc else None,
-                          cuts=Cuts(gammaness=args.gammaness_cut, theta=args.theta_cut), force=args.force,
+                          cuts=Cuts(gammaness=0.6 if args.gammaness_cut is None else args.gammaness_cut,
+                                    theta=0.2 if args.theta_cut is None else args.theta_cut,
+                                    gh_efficiency=args.gammaness_efficiency,
+                                    theta_containment=args.theta_containment), force=args.force,
                           background=args.background)
     return _emit(args, convert(opts))
 
@@ -60,6 +63,16 @@ def _check(args: argparse.Namespace) -> int:
     if not Path(args.dir).is_dir():
         raise FileNotFoundError(2, "No such directory", args.dir)
     return _emit(args, check(Path(args.dir)))
+
+
+def _fraction(text: str) -> float:
+    try:
+        f = float(text)
+    except ValueError:
+        f = float("nan")
+    if not 0.0 < f <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return f
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -92,8 +105,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     kind = c.add_mutually_exclusive_group()
     kind.add_argument("--point-like", action="store_true", help="theta-cut IRFs + RAD_MAX_2D (default)")
     kind.add_argument("--full-enclosure", action="store_true", help="IRFs without theta cut + PSF_TABLE")
-    c.add_argument("--gammaness-cut", type=float, default=0.6, help="keep gammaness > CUT (default 0.6)")
-    c.add_argument("--theta-cut", type=float, default=0.2, help="point-like direction cut, deg (default 0.2)")
+    gh = c.add_mutually_exclusive_group()
+    gh.add_argument("--gammaness-cut", type=float, help="global cut: keep gammaness > CUT (default 0.6)")
+    gh.add_argument("--gammaness-efficiency", type=_fraction, metavar="F",
+                    help="energy-dependent cut: keep the fraction F of the MC gammas in each reco-energy bin")
+    th = c.add_mutually_exclusive_group()
+    th.add_argument("--theta-cut", type=float, help="global point-like direction cut, deg (default 0.2)")
+    th.add_argument("--theta-containment", type=_fraction, metavar="F",
+                    help="energy-dependent point-like direction cut: the theta containing the fraction F of the "
+                         "selected MC gammas in each reco-energy bin (RAD_MAX_2D)")
     c.add_argument("--force", action="store_true", help="replace an existing output directory atomically")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_convert)

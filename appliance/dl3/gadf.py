@@ -121,7 +121,7 @@ def irf_hdus(irfs: irf.IRFs, obs_id: int) -> list[fits.BinTableHDU]:
             create_energy_dispersion_hdu(irfs.edisp, e_true, b.migration, offs, point_like=irfs.point_like,
                                          extname=HDU_NAMES["edisp"], **cards)]
     if irfs.point_like:
-        rad = np.full((len(b.reco_energy) - 1, 1), irfs.cuts.theta) * u.deg
+        rad = irfs.cuts.rad_max(b.reco_energy)[:, None] * u.deg
         hdus.append(create_rad_max_hdu(rad, b.reco_energy * u.TeV, [b.fov_offset[0], b.fov_offset[-1]] * u.deg,
                                        extname=HDU_NAMES["rad_max"], **cards))
     if irfs.psf is not None:
@@ -137,30 +137,61 @@ def irf_hdus(irfs: irf.IRFs, obs_id: int) -> list[fits.BinTableHDU]:
     return hdus
 
 
+def gh_cuts_hdu(cuts: irf.Cuts, binning: irf.Binning, point_like: bool, **header_cards) -> fits.BinTableHDU:
+    """The energy-dependent gammaness cut as a table HDU (lstchain's GH_CUTS layout: ENERG_LO/HI, THETA_LO/HI,
+    GH_CUTS over one offset bin).
+
+    Not a GADF HDU and not listed in the hdu-index; it has no HDUCLAS1=RESPONSE, so GADF readers that
+    scan a file for IRFs (gammapy's ``load_irf_dict_from_file``) pass over it silently.
+    """
+    t = QTable()
+    e = np.asarray(cuts.energy_edges) * u.TeV
+    off = np.array([binning.fov_offset[0], binning.fov_offset[-1]]) * u.deg
+    t["ENERG_LO"], t["ENERG_HI"] = e[None, :-1], e[None, 1:]
+    t["THETA_LO"], t["THETA_HI"] = off[None, :-1], off[None, 1:]
+    t["GH_CUTS"] = np.asarray(cuts.gh_cuts, dtype=np.float32)[None, None, :]  # FITS order: (offset, energy)
+    h = fits.Header()
+    h["HDUDOC"] = ("appliance docs/DL3.md", "not a GADF HDU: gammaness cut per E_reco bin")
+    h["HDUCLAS1"], h["HDUCLAS2"] = "CUTS", "GH_CUTS"
+    h["HDUCLAS3"] = "POINT-LIKE" if point_like else "FULL-ENCLOSURE"
+    h[f"CREF{t.colnames.index('GH_CUTS') + 1}"] = "(ENERG_LO:ENERG_HI,THETA_LO:THETA_HI)"
+    for k, v in header_cards.items():
+        h[k] = v
+    return fits.BinTableHDU(t, header=h, name="GH_CUTS")
+
+
 def convert(opts: ConvertOptions) -> ConvertResult:
     out = Path(opts.out)
     if out.exists() and not opts.force:
         raise DL3InputError(out, "exists; remove it or pass --force to replace it")
+    if opts.cuts.theta_containment is not None and not opts.point_like:
+        raise DL3InputError("--theta-containment", "is for point-like IRFs (RAD_MAX_2D); full-enclosure has no "
+                                                   "direction cut")
     data, mc = read_inputs(opts)
-    gamma = irf.mc_table(mc["gamma"], opts.cuts)
-    proton = irf.mc_table(mc["proton"], opts.cuts, fov_coords=opts.background == "3d") if "proton" in mc else None
-    irfs = irf.compute(gamma, mc["gamma_sim"], point_like=opts.point_like, binning=opts.binning, cuts=opts.cuts,
+    cuts = opts.cuts.resolve(mc["gamma"], opts.binning.reco_energy, opts.point_like, opts.mc)
+    gamma = irf.mc_table(mc["gamma"], cuts)
+    proton = irf.mc_table(mc["proton"], cuts, fov_coords=opts.background == "3d") if "proton" in mc else None
+    irfs = irf.compute(gamma, mc["gamma_sim"], point_like=opts.point_like, binning=opts.binning, cuts=cuts,
                        proton=proton, proton_sim=mc.get("proton_sim"), background=opts.background)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         observations, hdu_rows = [], []
-        cut_cards = opts.cuts.cards(opts.point_like)
+        cut_cards = cuts.cards(opts.point_like)
+        event_cards = {**cut_cards, **cuts.table_cards()}
         for path, ev, obs, gti in data:
+            gh_pass = cuts.gh_mask(ev["reco_energy"], ev["gammaness"])
             for obs_id in np.unique(ev["obs_id"]).astype(int):
                 info, gti_met, shift = events.observation(path, int(obs_id), obs, gti)
-                sel = (ev["obs_id"] == obs_id) & (ev["gammaness"] > opts.cuts.gammaness)
+                sel = (ev["obs_id"] == obs_id) & gh_pass
                 sel &= (ev["time"] + shift >= info.tstart) & (ev["time"] + shift <= info.tstop)
                 evo = {k: v[sel] for k, v in ev.items()}
                 name = f"obs_{obs_id:06d}.fits.gz"
-                hdus = [events.events_hdu(info, evo, shift, cut_cards), events.gti_hdu(info, gti_met),
+                hdus = [events.events_hdu(info, evo, shift, event_cards), events.gti_hdu(info, gti_met),
                         events.pointing_hdu(info), *irf_hdus(irfs, int(obs_id))]
-                write_fits(tmp / name, fits.HDUList([fits.PrimaryHDU(), *hdus]))
+                extra = [gh_cuts_hdu(cuts, opts.binning, opts.point_like, OBS_ID=int(obs_id), **events.TELESCOPE,
+                                     **cut_cards)] if cuts.gh_efficiency is not None else []
+                write_fits(tmp / name, fits.HDUList([fits.PrimaryHDU(), *hdus, *extra]))
                 for h in hdus:
                     hdu_rows.append((int(obs_id), _hdu_type(h.header), _hdu_class(h.header), ".", name, h.name,
                                      (tmp / name).stat().st_size))
