@@ -51,7 +51,7 @@ from appliance.runs.record import FileEntry, RunRecord, RunStore, new_run_id, ut
 from appliance.store import ContentStore
 
 RUNTIME = "host-process"
-PACKAGES = ("numpy", "scipy", "astropy", "xmlschema", "elementpath", "emcee", "AegeanTools", "tqdm", "requests")
+PACKAGES = ("numpy", "scipy", "astropy", "lxml", "xmlschema", "elementpath", "emcee", "AegeanTools", "tqdm", "requests")
 # the variables that can change numerical results or text output of the stage's process
 ENV_KEYS = ("TZ", "LC_ALL", "LANG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
             "MKL_NUM_THREADS", "SOURCE_DATE_EPOCH")

@@ -61,7 +61,12 @@ def test_calibrators_by_name():
 def test_products_no_classifier_error(archive_root, tmp_path):
     summary, xml = run_products(archive_root, tmp_path / "work", parallel=1, progress=False)
     assert summary.ok and summary.count("done") >= 30
-    validate(xml)
+    validate(xml)  # the stage's validator (lxml, libxml2) ...
+    import xmlschema
+
+    from appliance.pipeline.products import XSD
+
+    xmlschema.XMLSchema(str(XSD)).validate(str(xml))  # ... and an independent one (pure Python)
     obs = read_xml(xml)
     conf = confusion(obs, load_truth(archive_root))
     assert conf.errors == 0, conf.report()
@@ -84,10 +89,15 @@ def test_xml_that_fails_its_schema_is_refused(tmp_path):
     bad = tmp_path / "bad.xml"
     bad.write_text('<products xmlns="urn:appliance:pipeline:products:1" root="/x" generator="g">'
                    '<observation id="a" folder="a" status="maybe"/></products>')
-    with pytest.raises(BadInput, match="does not follow products.xsd"):
-        validate(bad)
+    with pytest.raises(BadInput, match="does not follow products.xsd: line 1: .*status"):
+        validate(bad)  # the message names the line and the offending attribute
     with pytest.raises(BadInput, match="does not follow products.xsd"):
         read_xml(bad)
+    (tmp_path / "notxml.xml").write_text("<products")
+    with pytest.raises(BadInput, match="does not follow products.xsd"):
+        validate(tmp_path / "notxml.xml")
+    with pytest.raises(BadInput, match="does not follow products.xsd"):
+        validate(tmp_path / "missing.xml")
     write_xml(tmp_path / "empty.xml", [], "/x")
     validate(tmp_path / "empty.xml")
 
