@@ -8,12 +8,17 @@ libraries on the same arrays (goal, issue 17: our overhead under 20 %), and the 
 * IRFs: 1e7 selected MC gammas -> ``irf.mc_table`` + ``irf.compute`` (full enclosure: AEFF_2D,
   EDISP_2D, PSF_TABLE) against pyirf alone: ``pyirf.utils`` offsets/theta (astropy separations) and the
   same three ``pyirf.irf`` calls with the same binning.
+* sizes: bytes per event of our EVENTS HDU (row width, HDU on disk, gzip) against the GADF minimum (the
+  required columns EVENT_ID K, TIME D, RA E, DEC E, ENERGY E: 28 B), and every IRF HDU's size with its
+  binning (point-like AEFF_2D, EDISP_2D, RAD_MAX_2D; full-enclosure PSF_TABLE, BKG_2D, BKG_3D).
 Run:  .venv/bin/python bench/dl3_convert.py [--events 10000000] [--mc 10000000] [--repeat 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import sys
 import tempfile
 import time
@@ -26,7 +31,9 @@ from astropy.table import QTable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from appliance.dl3 import events, generate, irf, model  # noqa: E402
+from appliance.dl3 import events, gadf, generate, irf, model  # noqa: E402
+
+GADF_MIN_ROW = {"EVENT_ID": 8, "TIME": 8, "RA": 4, "DEC": 4, "ENERGY": 4}  # K, D, E, E, E: 28 B per event
 
 
 def best(fn, repeat: int) -> float:
@@ -99,6 +106,58 @@ def pyirf_irf(mc: dict, sim, binning: irf.Binning) -> None:
     psf_table(t, e, binning.source_offset * u.deg, off)
 
 
+def hdu_bytes(hdu: fits.BinTableHDU) -> tuple[int, int]:
+    """On-disk bytes of one HDU (header + data, 2880-byte blocks) and of the same bytes gzipped."""
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    raw = buf.getvalue()[len(fits.PrimaryHDU().header.tostring()):]
+    return len(raw), len(gzip.compress(raw, mtime=0))
+
+
+def binning_of(hdu: fits.BinTableHDU) -> str:
+    """'ENERG 34 x THETA 10 -> EFFAREA (float64)': the axes (x_LO columns) and the value column."""
+    names = hdu.columns.names
+    axes = [f"{n[:-3]} {len(np.atleast_1d(hdu.data[n][0]))}" for n in names if n.endswith("_LO")]
+    value = [n for n in names if not n.endswith(("_LO", "_HI"))][-1]
+    return f"{' x '.join(axes)} -> {value} ({hdu.data[value].dtype.name})"
+
+
+def events_size(path: Path, n_events: int) -> str:
+    with fits.open(path) as hdul:
+        ev = hdul["EVENTS"]
+        row = ev.header["NAXIS1"]
+        cols = ", ".join(f"{c.name} {c.format}" for c in ev.columns)
+        disk, gz = hdu_bytes(ev.copy())
+        extra = " + ".join(f"{c.name} {c.format}" for c in ev.columns if c.name not in GADF_MIN_ROW)
+    minimum = sum(GADF_MIN_ROW.values())
+    return (f"EVENTS HDU: {row} B/event in the table ({cols}) against the GADF minimum {minimum} B "
+            f"({', '.join(GADF_MIN_ROW)}): +{row - minimum} B = {extra or 'nothing'}; on disk {disk / n_events:.2f} B/event "
+            f"with header and padding, gzip {gz / n_events:.2f} B/event ({n_events} events)")
+
+
+def irf_sizes(mc: dict, sim, binning: irf.Binning, cuts: irf.Cuts) -> list[str]:
+    """Every IRF HDU a product can hold, as ``gadf.irf_hdus`` writes it, with its size and binning."""
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty true-energy bins of the bench MC: aeff 0/0
+        return _irf_sizes(mc, sim, binning, cuts)
+
+
+def _irf_sizes(mc: dict, sim, binning: irf.Binning, cuts: irf.Cuts) -> list[str]:
+    gamma = irf.mc_table(mc, cuts, fov_coords=True)
+    protons = gamma[: min(len(gamma), 200_000)]  # any events do for the background's size
+    hdus = gadf.irf_hdus(irf.compute(gamma, sim, point_like=True, binning=binning, cuts=cuts), 5000)
+    for kind in ("2d", "3d"):
+        fe = irf.compute(gamma, sim, point_like=False, binning=binning, cuts=cuts, proton=protons, proton_sim=sim,
+                         background=kind)
+        hdus += [h for h in gadf.irf_hdus(fe, 5000) if h.header["HDUCLAS4"] in
+                 (("PSF_TABLE", "BKG_2D") if kind == "2d" else ("BKG_3D",))]
+    lines = []
+    for h in hdus:
+        disk, gz = hdu_bytes(h)
+        lines.append(f"  {h.header['HDUCLAS4']:10s} {h.header['HDUCLAS3']:14s} {disk / 1024:7.1f} KiB on disk, "
+                     f"{gz / 1024:6.1f} KiB gzip: {binning_of(h)}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=10_000_000)
@@ -119,6 +178,8 @@ def main() -> None:
                   f"({a.events / t_o:.3g} ev/s), bare astropy {t_b:.2f} s ({a.events / t_b:.3g} ev/s), "
                   f"ratio {t_o / t_b:.3f}; size ours {o.stat().st_size / 1e6:.1f} MB, bare {b.stat().st_size / 1e6:.1f} MB "
                   f"({o.stat().st_size / n_sel:.1f} B/event)")
+            if suffix == ".fits":
+                print(events_size(o, n_sel))
         ev.clear()
         mc = mc_columns(a.mc, rng)
         sim = irf.simulation_info("bench", {
@@ -130,6 +191,8 @@ def main() -> None:
         t_p = best(lambda: pyirf_irf(mc, sim, binning), a.repeat)
         print(f"IRFs (AEFF_2D+EDISP_2D+PSF_TABLE) from {a.mc:.0e} MC events: ours {t_o:.2f} s, pyirf alone {t_p:.2f} s, "
               f"ratio {t_o / t_p:.3f} (overhead {100 * (t_o / t_p - 1):+.1f} %)")
+        print(f"IRF HDUs (default irf.Binning, from {a.mc:.0e} MC events):")
+        print("\n".join(irf_sizes(mc, sim, binning, cuts)))
 
 
 if __name__ == "__main__":
