@@ -24,10 +24,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from appliance.hashing import BLOCK
-from archive import accesslog, davlocks, taperest, webdav
+from archive import accesslog, davlocks, routes, taperest, webdav
 from archive.auth import AUTHENTICATED, Authenticator, Identity, authorize
 from archive.catalog import SearchQuery
 from archive.config import ArchiveConfig
@@ -45,8 +45,7 @@ from archive.paths import normalize, parent_of
 
 log = logging.getLogger(__name__)
 MAX_JSON = 64 << 20
-ALLOW = ("OPTIONS, GET, HEAD, PUT, DELETE, MKCOL, PROPFIND, PROPPATCH, MOVE, COPY, LOCK, "
-         "UNLOCK, POST")
+ALLOW = routes.dav_allow()  # "OPTIONS, GET, HEAD, PUT, ...": the WebDAV entries of the table
 
 
 def make_ssl_context(cfg: ArchiveConfig) -> ssl.SSLContext | None:
@@ -305,36 +304,24 @@ class Handler(BaseHTTPRequestHandler):
                 return False
         return super().handle_expect_100()
 
-    # -- routing -------------------------------------------------------------------------------
+    # -- routing (the table is archive/routes.py) ---------------------------------------------
     def _route(self, method: str) -> None:
-        raw, query = self.split()
-        allow = self._api_allow()
-        if allow is not None and method not in allow:
-            return self._api_method_not_allowed(allow)
-        if raw.rstrip("/") == "/.well-known/wlcg-tape-rest-api":
-            if method not in ("GET", "HEAD"):
-                raise BadRequest("discovery is GET only")
-            return self.send_json(200, taperest.discovery(self.server.cfg.server.sitename,
-                                                          self.base_url()))
-        if raw.startswith("/api/v1/") or raw.rstrip("/") == "/api/v1":
-            return self._tape_rest(method, raw[len("/api/v1"):].strip("/"))
-        if raw.startswith("/api/catalog"):
-            return self._catalog_api(method, raw[len("/api/catalog"):].strip("/"), query)
-        if raw.startswith("/api/admin/"):
-            return self._admin_api(method, raw[len("/api/admin/"):].strip("/"))
-        if raw.rstrip("/") == "/metrics" and method in ("GET", "HEAD"):
-            from archive.metrics import render
-
-            return self.send(200, render(self.archive).encode(),
-                             "text/plain; version=0.0.4; charset=utf-8")
-        if raw.rstrip("/") == "/openapi.json" and method in ("GET", "HEAD"):
-            from archive.openapi import document
-
-            return self.send_json(200, document(self.base_url()))
-        if "#" in self.path:  # a fragment is never sent (RFC 9112 3.2); DELETE /a/#b is not /a
-            raise BadRequest("a request target may not contain '#' (encode it as %23)")
-        path = normalize(raw)
-        getattr(self, f"_dav_{method.lower()}")(path, raw)
+        raw = urlsplit(self.path).path
+        found = routes.match(method, raw)
+        if isinstance(found, routes.MethodNotAllowed):
+            return self._api_method_not_allowed(found.allow)
+        if found is None:  # not reached with ROUTES (WebDAV takes every other path)
+            return self.problem(404, f"no endpoint {method} {raw}")
+        route, params = found.route, dict(found.params)
+        if "raw" in params:  # the WebDAV namespace
+            if "#" in self.path:  # a fragment is never sent (RFC 9112 3.2); DELETE /a/#b is not /a
+                raise BadRequest("a request target may not contain '#' (encode it as %23)")
+            params["path"] = normalize(params["raw"])
+        elif "path" in params:  # an archive path below the route's prefix
+            params["path"] = normalize("/" + params["path"].strip("/"))
+        if route.action is not None:
+            self.require(route.action, params.get("path", "/"))
+        getattr(self, route.handler)(**params)
 
     def base_url(self) -> str:
         """The archive's own URL in answers (Tape REST endpoints, Location): ``server.public_url``,
@@ -389,13 +376,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api_allow(self) -> tuple[str, ...] | None:
         """The methods of the JSON API resource addressed (None: a WebDAV path)."""
-        from archive.openapi import allowed_methods
-
-        return allowed_methods(urlsplit(self.path).path)
+        return routes.allow(urlsplit(self.path).path)
 
     def _api_method_not_allowed(self, allow: tuple[str, ...]) -> None:
-        """A method the OpenAPI document does not declare for this resource: 405 and ``Allow``
-        from the document (schemathesis checks both)."""
+        """A method the route table (the OpenAPI document) does not declare for this resource:
+        405 and ``Allow`` from the table (schemathesis checks both)."""
         body = json.dumps({"status": 405, "title": "Method Not Allowed",
                            "detail": f"{self.command} is not supported on this resource"}).encode()
         self.send(405, body, "application/problem+json", {"Allow": ", ".join(allow)})
@@ -604,7 +589,6 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- WebDAV --------------------------------------------------------------------------------
     def _dav_get(self, path: str, raw: str) -> None:
-        self.require("read", path)
         a = self.archive
         if a.catalog.get_dir(path):
             dirs, files = a.catalog.list_dir(path)
@@ -668,7 +652,6 @@ class Handler(BaseHTTPRequestHandler):
         return sent
 
     def _dav_head(self, path: str, raw: str) -> None:
-        self.require("read", path)
         a = self.archive
         if a.catalog.get_dir(path):
             return self.send(200, ctype="text/plain; charset=utf-8")
@@ -712,7 +695,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send(204 if existed else 201, headers={"ETag": f'"{entry.adler32}"'})
 
     def _dav_delete(self, path: str, raw: str) -> None:
-        ident = self.require("modify", path)
+        ident = self.identity()  # storage.modify: authorized by the route table
         self._check_locks(ident, tree=[path], parents=[path])
         self.archive.delete(path)  # a collection with everything in it (RFC 4918 9.6.1)
         self.server.locks.drop_below(path)
@@ -811,67 +794,115 @@ class Handler(BaseHTTPRequestHandler):
                                 "token or an X.509 certificate")
         self.problem(405, "POST is only used by the Tape REST API (/api/v1/...)")
 
-    # -- Tape REST -----------------------------------------------------------------------------
-    def _tape_rest(self, method: str, rest: str) -> None:
-        a, parts = self.archive, [unquote(p) for p in rest.split("/") if p]
-        ident = self.identity()
-        if method == "POST":
-            body = self.read_json()
-            self._body_read = True
-        if method == "POST" and parts == ["stage"]:
-            status, obj = taperest.stage(a, ident, body)
-            return self.send_json(status, obj,
-                                  {"Location": f"{self.base_url()}/api/v1/stage/{obj['requestId']}"})
-        if method == "GET" and len(parts) == 2 and parts[0] == "stage":
-            return self.send_json(*taperest.status(a, ident, parts[1]))
-        if method == "POST" and len(parts) == 3 and parts[0] == "stage" and parts[2] == "cancel":
-            return self.send_json(*taperest.cancel(a, ident, parts[1], body))
-        if method == "DELETE" and len(parts) == 2 and parts[0] == "stage":
-            return self.send_json(*taperest.delete(a, ident, parts[1]))
-        if method == "POST" and len(parts) == 2 and parts[0] == "release":
-            return self.send_json(*taperest.release(a, ident, parts[1], body))
-        if method == "POST" and parts == ["archiveinfo"]:
-            return self.send_json(*taperest.archiveinfo(a, ident, body))
-        self.problem(404, f"no Tape REST endpoint {method} /api/v1/{rest}")
+    # -- service documents, Tape REST discovery --------------------------------------------------
+    def api_discovery(self) -> None:
+        self.send_json(200, taperest.discovery(self.server.cfg.server.sitename, self.base_url()))
+
+    def api_discovery_refused(self) -> None:
+        raise BadRequest("discovery is GET only")
+
+    def api_openapi(self) -> None:
+        from archive.openapi import document
+
+        self.send_json(200, document(self.base_url()))
+
+    def api_metrics(self) -> None:
+        from archive.metrics import render
+
+        self.send(200, render(self.archive).encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+    # -- Tape REST (taperest.py authorizes each file) --------------------------------------------
+    def _tape_body(self) -> Any:
+        """Who asks (a bad credential is a 401 before anything else), then the JSON body of a
+        POST (read before the endpoint is known, as every Tape REST POST's body is)."""
+        self.identity()
+        if self.command != "POST":
+            return None
+        body = self.read_json()
+        self._body_read = True
+        return body
+
+    def api_stage(self) -> None:
+        body = self._tape_body()
+        status, obj = taperest.stage(self.archive, self.identity(), body)
+        self.send_json(status, obj,
+                       {"Location": f"{self.base_url()}/api/v1/stage/{obj['requestId']}"})
+
+    def api_stage_status(self, id: str) -> None:  # noqa: A002 - the OpenAPI parameter's name
+        self._tape_body()
+        self.send_json(*taperest.status(self.archive, self.identity(), id))
+
+    def api_stage_cancel(self, id: str) -> None:  # noqa: A002
+        body = self._tape_body()
+        self.send_json(*taperest.cancel(self.archive, self.identity(), id, body))
+
+    def api_stage_delete(self, id: str) -> None:  # noqa: A002
+        self._tape_body()
+        self.send_json(*taperest.delete(self.archive, self.identity(), id))
+
+    def api_release(self, id: str) -> None:  # noqa: A002
+        body = self._tape_body()
+        self.send_json(*taperest.release(self.archive, self.identity(), id, body))
+
+    def api_archiveinfo(self) -> None:
+        body = self._tape_body()
+        self.send_json(*taperest.archiveinfo(self.archive, self.identity(), body))
+
+    def api_tape_not_found(self, rest: str = "") -> None:
+        self._tape_body()
+        rest = urlsplit(self.path).path[len("/api/v1"):].strip("/")
+        self.problem(404, f"no Tape REST endpoint {self.command} /api/v1/{rest}")
 
     # -- operator API (archive.admin) ------------------------------------------------------------
-    def _admin_api(self, method: str, rest: str) -> None:
+    def _operator(self) -> Any:
         from archive import admin
 
         admin.require_operator(self.identity())
-        if method == "POST" and rest in ("migrate", "evict"):
-            paths = taperest.paths_of(self.read_json())
-            fn = admin.migrate if rest == "migrate" else admin.evict
-            return self.send_json(200, fn(self.archive, paths))
-        if method in ("GET", "HEAD") and rest == "drives":
-            return self.send_json(200, admin.drives(self.archive))
-        self.problem(404, f"no admin endpoint {method} /api/admin/{rest}")
+        return admin
 
-    # -- catalog search API --------------------------------------------------------------------
-    def _catalog_api(self, method: str, rest: str, query: dict[str, list[str]]) -> None:
-        if method not in ("GET", "HEAD"):
-            return self.problem(405, "the catalog API is read-only (GET)")
+    def api_admin_migrate(self) -> None:
+        admin = self._operator()
+        self.send_json(200, admin.migrate(self.archive, taperest.paths_of(self.read_json())))
+
+    def api_admin_evict(self) -> None:
+        admin = self._operator()
+        self.send_json(200, admin.evict(self.archive, taperest.paths_of(self.read_json())))
+
+    def api_admin_drives(self) -> None:
+        self.send_json(200, self._operator().drives(self.archive))
+
+    def api_admin_not_found(self, rest: str) -> None:
+        self._operator()
+        rest = urlsplit(self.path).path[len("/api/admin/"):].strip("/")
+        self.problem(404, f"no admin endpoint {self.command} /api/admin/{rest}")
+
+    # -- catalog search API (read-only) ------------------------------------------------------------
+    def api_catalog_file(self, path: str = "/") -> None:
+        """One file's catalog entry (storage.read on ``path``: authorized by the route table)."""
         a = self.archive
-        if rest.startswith("files/") or rest == "files":
-            path = normalize("/" + rest[len("files"):].lstrip("/"))
-            self.require("read", path)
-            f = a.stat(path)
-            prod = a.catalog.get_product(f.file_id)
-            return self.send_json(200, {**f.to_json(), "locality": a.locality(path),
-                                        "tape_copies": [r.__dict__ for r in
-                                                        a.catalog.tape_replicas(f.file_id)],
-                                        "metadata": prod.to_json() if prod else {}})
-        if rest != "search":
-            return self.problem(404, f"no catalog endpoint /api/catalog/{rest}")
+        f = a.stat(path)
+        prod = a.catalog.get_product(f.file_id)
+        self.send_json(200, {**f.to_json(), "locality": a.locality(path),
+                             "tape_copies": [r.__dict__ for r in
+                                             a.catalog.tape_replicas(f.file_id)],
+                             "metadata": prod.to_json() if prod else {}})
+
+    def api_catalog_search(self) -> None:
         from urllib.parse import parse_qsl
 
         # blank values count: 'start=' is not a date (400), 'prefix=' is the root
         sq = search_query(dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True)))
         self.require("read", sq.path_prefix)
-        rows = a.catalog.search(sq)
+        rows = self.archive.catalog.search(sq)
         items = [{**f.to_json(), "metadata": p.to_json() if p else {}} for f, p in rows]
         nxt = rows[-1][0].path if len(rows) == sq.limit else None
         self.send_json(200, {"items": items, "count": len(items), "next": nxt})
+
+    def api_catalog_other(self, rest: str) -> None:
+        if self.command not in ("GET", "HEAD"):
+            return self.problem(405, "the catalog API is read-only (GET)")
+        rest = urlsplit(self.path).path[len("/api/catalog"):].strip("/")
+        self.problem(404, f"no catalog endpoint /api/catalog/{rest}")
 
 
 def search_query(q: dict[str, str]) -> SearchQuery:
