@@ -56,12 +56,13 @@ class ConvertResult:
     observations: list[dict]
     irf_hdus: list[str]
     n_mc_selected: int
+    cuts: dict = field(default_factory=dict)  # the selection applied: EVTSEL and, if energy-dependent, per bin
 
     ok = True
 
     def to_json(self) -> dict:
         return {"ok": True, "out": str(self.out), "point_like": self.point_like, "observations": self.observations,
-                "irf_hdus": self.irf_hdus, "n_mc_selected": self.n_mc_selected}
+                "irf_hdus": self.irf_hdus, "n_mc_selected": self.n_mc_selected, "cuts": self.cuts}
 
     def report(self) -> str:
         n = sum(o["n_events"] for o in self.observations)
@@ -214,7 +215,18 @@ def convert(opts: ConvertOptions) -> ConvertResult:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ConvertResult(out, opts.point_like, observations, [h.header["HDUCLAS4"] for h in irf_hdus(irfs, 0)],
-                         len(gamma))
+                         len(gamma), _cuts_json(cuts, opts))
+
+
+def _cuts_json(cuts: irf.Cuts, opts: ConvertOptions) -> dict:
+    out: dict = {"evtsel": cuts.cards(opts.point_like)["EVTSEL"][0]}
+    if cuts.energy_dependent:
+        out["reco_energy_edges_tev"] = [float(x) for x in cuts.energy_edges]
+    if cuts.gh_cuts is not None:
+        out["gammaness_cut_per_bin"] = [round(float(x), 6) for x in cuts.gh_cuts]
+    if cuts.theta_cuts is not None:
+        out["rad_max_deg_per_bin"] = [round(float(x), 6) for x in cuts.theta_cuts]
+    return out
 
 
 def _source_date() -> str | None:
