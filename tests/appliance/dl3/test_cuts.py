@@ -197,3 +197,34 @@ def test_bad_cut_options_exit_2_with_one_line(small: dict, tmp_path: Path, capsy
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and needle in errors[0] and "Traceback" not in err, err
     assert not out.exists() and not list(tmp_path.glob(".never.tmp-*"))
+
+
+def test_the_irfs_are_made_with_the_same_cuts(product: Path, small: dict, tmp_path: Path) -> None:
+    """Summed over true energy and offset, AEFF with the gammaness-efficiency cut is F of the uncut one
+    (full enclosure) and the point-like AEFF with the theta containment is TH_CONT of that (same MC)."""
+    def aeff(out: Path, *extra: str) -> np.ndarray:
+        if not out.exists():
+            assert main(_args(small, out, *extra)) == 0
+        return fits.getdata(_obs_file(out), "EFFECTIVE AREA")["EFFAREA"][0].astype(float)
+
+    uncut = aeff(tmp_path / "fe-uncut", "--full-enclosure", "--gammaness-cut", "0")
+    gh = aeff(tmp_path / "fe-gh", "--full-enclosure", "--gammaness-efficiency", str(GH_EFF))
+    pl = aeff(product)
+    print("AEFF ratios:", gh.sum() / uncut.sum(), pl.sum() / gh.sum())
+    assert abs(gh.sum() / uncut.sum() - GH_EFF) < 0.02
+    assert abs(pl.sum() / gh.sum() - TH_CONT) < 0.03
+
+
+def test_check_wants_rad_max_2d_when_the_theta_cut_is_energy_dependent(product: Path, tmp_path: Path) -> None:
+    """Without the RAD_MAX keyword (energy-dependent theta cut), a point-like AEFF needs the RAD_MAX_2D HDU."""
+    import shutil
+
+    d = tmp_path / "dl3"
+    shutil.copytree(product, d)
+    with fits.open(d / "hdu-index.fits.gz") as hdul:
+        idx = hdul[1].copy()
+    idx.data = idx.data[np.char.strip(idx.data["HDU_TYPE"]) != "rad_max"]
+    fits.HDUList([fits.PrimaryHDU(), idx]).writeto(d / "hdu-index.fits.gz", overwrite=True)
+    res = check(d)
+    assert not res.ok and any("EFFECTIVE AREA]: point-like EFF_AREA without RAD_MAX" in p and "no RAD_MAX_2D HDU" in p
+                              for p in res.problems), res.problems
