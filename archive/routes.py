@@ -8,7 +8,10 @@ its path parameters), a :class:`MethodNotAllowed` (405 with ``Allow``) or None. 
 Patterns
     Literal text with placeholders: ``{name}`` is one path segment (percent-decoded), and
     ``{name:path}`` is the rest of the path as sent (slashes included, possibly empty; the
-    handler or the server normalizes it).
+    handler or the server normalizes it). The server passes the parameters as keyword arguments
+    after two conversions: ``path`` becomes ``paths.normalize("/" + path)``, and ``raw`` (the
+    WebDAV entries' whole path) is refused if the target holds a '#' and adds ``path``, its
+    normal form. Bad paths are 400s then, after the 405 check.
 
 Matching (the rules the if-chains had, kept so that every answer stays the same)
     * Entries are tried in order; the first whose pattern matches and whose ``methods`` hold

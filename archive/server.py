@@ -28,7 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from archive import accesslog, davlocks, routes
 from archive.auth import Authenticator, Identity, authorize
@@ -186,10 +186,6 @@ class Handler(ApiHandlers, DavHandlers, BaseHTTPRequestHandler):
         """Every route's authorization goes through ``auth.authorize`` (one rule: 401 for
         anonymous callers, 403 for a missing scope)."""
         return authorize(self.identity(), action, path)
-
-    def split(self) -> tuple[str, dict[str, list[str]]]:
-        u = urlsplit(self.path)
-        return u.path, parse_qs(u.query)
 
     def send(self, status: int, body: bytes = b"", ctype: str | None = None,
              headers: dict[str, str] | None = None) -> None:

@@ -3,6 +3,8 @@ fall-through, unknown paths, and the OpenAPI document and the table describing t
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from archive import openapi, routes
@@ -36,9 +38,12 @@ def test_a_drift_is_found_both_ways():
     assert drift(ROUTES, doc) == ["route without an OpenAPI operation: GET /metrics"]
 
 
-def test_every_handler_exists_on_the_server():
+def test_every_handler_exists_on_the_server_and_takes_the_parameters_of_its_pattern():
     missing = [r.handler for r in ROUTES if not callable(getattr(Handler, r.handler, None))]
     assert missing == []
+    for r in ROUTES:  # what the server passes: the pattern's parameters (+ path for raw)
+        params = {**dict.fromkeys(r.kinds, "x"), **({"path": "/x"} if "raw" in r.kinds else {})}
+        inspect.signature(getattr(Handler, r.handler)).bind(None, **params)  # TypeError: drift
 
 
 @pytest.mark.parametrize("path", [
