@@ -209,11 +209,13 @@ def mc_table(mc: Columns, cuts: Cuts, fov_coords: bool = False) -> QTable:
     t["true_energy"] = mc["true_energy"][sel] * u.TeV
     t["reco_energy"] = mc["reco_energy"][sel] * u.TeV
     paz, palt = mc["pointing_az"][sel], mc["pointing_alt"][sel]
-    t["true_source_fov_offset"] = model.separation(paz, palt, mc["true_az"][sel], mc["true_alt"][sel]) * u.deg
-    t["reco_source_fov_offset"] = model.separation(paz, palt, mc["reco_az"][sel], mc["reco_alt"][sel]) * u.deg
-    t["theta"] = model.separation(mc["true_az"][sel], mc["true_alt"][sel], mc["reco_az"][sel], mc["reco_alt"][sel]) * u.deg
+    raz, ralt = mc["reco_az"][sel], mc["reco_alt"][sel]
+    true_off, reco_off, theta = model.source_offsets(paz, palt, mc["true_az"][sel], mc["true_alt"][sel], raz, ralt)
+    t["true_source_fov_offset"] = true_off * u.deg
+    t["reco_source_fov_offset"] = reco_off * u.deg
+    t["theta"] = theta * u.deg
     if fov_coords:
-        lon, lat = model.fov_lonlat(mc["reco_az"][sel], mc["reco_alt"][sel], paz, palt)
+        lon, lat = model.fov_lonlat(raz, ralt, paz, palt)
         t["reco_fov_lon"], t["reco_fov_lat"] = lon * u.deg, lat * u.deg
     return t
 
