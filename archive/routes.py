@@ -37,6 +37,14 @@ ANY = ("*",)
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(path))?\}")
 
 
+def _literal_prefix(pattern: str) -> str:
+    """What every matching path starts with: the text before the first placeholder, up to the
+    mount (below it repeated slashes are allowed)."""
+    head = _PLACEHOLDER.split(pattern, maxsplit=1)[0]
+    parts = head.split("/")
+    return "/".join(parts[:3]) if len(parts) > 3 else head
+
+
 def _compile(pattern: str, strict: bool) -> tuple[re.Pattern[str], dict[str, str]]:
     out, kinds, slashes, pos = [], {}, 0, 0
     for m in [*_PLACEHOLDER.finditer(pattern), None]:
@@ -73,9 +81,11 @@ class Route:
     _loose: re.Pattern[str] = field(init=False, repr=False, compare=False)
     _strict: re.Pattern[str] = field(init=False, repr=False, compare=False)
     kinds: dict[str, str] = field(init=False, repr=False, compare=False)
+    _prefix: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         loose, kinds = _compile(self.pattern, strict=False)
+        object.__setattr__(self, "_prefix", _literal_prefix(self.pattern))
         object.__setattr__(self, "_loose", loose)
         object.__setattr__(self, "_strict", _compile(self.pattern, strict=True)[0])
         object.__setattr__(self, "kinds", kinds)
@@ -89,7 +99,7 @@ class Route:
         return self.methods == ANY or method in self.methods
 
     def params(self, path: str) -> dict[str, str] | None:
-        m = self._loose.match(path)
+        m = self._loose.match(path) if path.startswith(self._prefix) else None
         if m is None:
             return None
         return {k: unquote(v) if self.kinds[k] == "segment" else v
@@ -156,12 +166,15 @@ del R
 def allow(path: str, table: tuple[Route, ...] = ROUTES) -> tuple[str, ...] | None:
     """The ``Allow`` list of the documented (JSON API) resource ``path``, or None when ``path``
     is not one (a WebDAV path, or an API path outside the OpenAPI document)."""
-    first = next((r for r in table if r.documented and r._strict.match(path)), None)
-    if first is None:
-        return None
+    first = next((r for r in table if r.documented and path.startswith(r._prefix)
+                  and r._strict.match(path)), None)
+    return None if first is None else _allow_of(table, first.pattern)
+
+
+def _allow_of(table: tuple[Route, ...], pattern: str) -> tuple[str, ...]:
     methods: list[str] = []
     for r in table:
-        if r.documented and r.pattern == first.pattern:
+        if r.documented and r.pattern == pattern:
             methods += [m for m in r.methods if m not in methods]
     if "GET" in methods and "HEAD" not in methods:
         methods.append("HEAD")
