@@ -12,8 +12,13 @@ Compared, in this script:
             ratio is against the figures RECORDED IN ISSUE #18 (measured by the issue's reporter on
             this machine, not re-measured here: sph-partition cannot be built without Qserv's source)
 
+Peak RSS flat in the number of rows (issue #18): give one grid at several row counts, e.g.
+  --cases 1e7:340/3/0.01667,3e7:340/3/0.01667 --workers-case '' --repeat 2
+and the last line compares the peaks (spread = (max - min) / min over the row counts of a grid).
+With --repeat N each case runs N times: the least CPU and the largest peak RSS are reported.
+
 Usage: .venv/bin/python bench/qserv_partition.py [--cases 1e6:340/3/0.01667,1e6:85/12/0.1,1e7:340/3/0.01667]
-       [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--json]
+       [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--repeat N] [--json]
 """
 
 from __future__ import annotations
@@ -119,8 +124,11 @@ def main() -> None:
     p.add_argument("--workers-case", default="1e7:340/3/0.01667", help="case run with --workers 1 and 2 ('' to skip)")
     p.add_argument("--sph-partition", help="path to Qserv's sph-partition binary: measured side by side")
     p.add_argument("--tmp", default="/dev/shm" if Path("/dev/shm").is_dir() else None, help="scratch (default /dev/shm)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per case: least CPU, largest peak RSS (default 1)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
+    if a.repeat < 1:
+        p.error(f"--repeat: expected a positive number of runs, got {a.repeat}")
     os.chdir(REPO)
     tmp = Path(tempfile.mkdtemp(prefix="qserv-part-bench-", dir=a.tmp))
     results = []
@@ -139,7 +147,9 @@ def main() -> None:
             base = read_baseline(src)
             for r_s, grid in [c for c in cases if c[0] == rows_s]:
                 n = int(float(r_s))
-                res = {"rows": n, "grid": grid, **{k: v for k, v in ours(src, tmp / "out", grid).items()}}
+                runs = [ours(src, tmp / "out", grid) for _ in range(a.repeat)]
+                res = {"rows": n, "grid": grid, **min(runs, key=lambda r: r["cpu"]), "runs": len(runs),
+                       "rss_mb": max(r["rss_mb"] for r in runs), "rss_mb_runs": [round(r["rss_mb"], 1) for r in runs]}
                 res["rows_per_cpu_s"] = n / res["cpu"]
                 res["read_rows_per_cpu_s"] = n / base["cpu"]
                 if a.sph_partition:
@@ -159,8 +169,9 @@ def main() -> None:
             src.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    flat = _flatness(results)
     if a.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"cases": results, "rss_flatness": flat}, indent=2))
         return
     for r in results:
         if "speedup_2_workers" in r:
@@ -173,6 +184,23 @@ def main() -> None:
         if "vs_sph" in r:
             line += f"; {r['vs_sph']:.2f}x sph-partition ({r['sph_rows_per_cpu_s']:,.0f}, {r['sph_source']})"
         print(line)
+    for f in flat:
+        print(f"{f['grid']}: peak RSS {', '.join(f'{mb:.0f} MB at {rows:.0e}' for rows, mb in f['rss_mb_by_rows'])} rows: "
+              f"spread {100 * f['spread']:.1f} %")
+
+
+def _flatness(results: list[dict]) -> list[dict]:
+    """Per grid run at two or more row counts: the peak RSS at each and its spread (max - min) / min."""
+    by_grid: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        if "rss_mb" in r and "speedup_2_workers" not in r:
+            by_grid.setdefault(r["grid"], []).append((r["rows"], r["rss_mb"]))
+    out = []
+    for grid, pts in by_grid.items():
+        if len({rows for rows, _ in pts}) > 1:
+            mbs = [mb for _, mb in pts]
+            out.append({"grid": grid, "rss_mb_by_rows": sorted(pts), "spread": (max(mbs) - min(mbs)) / min(mbs)})
+    return out
 
 
 if __name__ == "__main__":

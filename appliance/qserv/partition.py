@@ -9,15 +9,19 @@ objectId index (Qserv's "secondary" or director index), and child tables have no
 Files are CSV without header, ``\\N`` for NULL, booleans as 0/1, with ``chunkId`` and
 ``subChunkId`` appended as the last two fields; ``partition.json`` lists the columns.
 
-Memory is bounded by the batch size (default 1e6 rows); the director index that places child
-rows (id and packed chunk/sub-chunk, 16 bytes per director row) is a memory-mapped file, and
-sorting it needs a transient 8 bytes per director row. Output is built in
+Memory is bounded by constants, not by the number of rows: one batch in pass 1 (DEFAULT_BATCH_ROWS
+rows), one hash bucket of the director index while it is sorted (16 bytes per id of at most
+INDEX_BUCKET_ROWS ids), one spill bucket of the buffer budget in pass 2 (``buffer_mb``, twice it
+with the gathered copy); the allocators' freed memory is given back between the passes. The
+director index that places child rows (id and packed chunk/sub-chunk, 16 bytes per director
+row) is memory-mapped files. Output is built in
 ``<Table>.partitioning/`` and renamed to ``<Table>/`` when complete, so a half-partitioned table
 never looks finished.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import mmap
@@ -37,7 +41,7 @@ import pyarrow.csv as pacsv
 
 from appliance.fsutil import atomic_open, atomic_write_json
 from appliance.qserv.chunker import Chunker
-from appliance.qserv.errors import CatalogError, MissingColumnsError
+from appliance.qserv.errors import CatalogError, MissingColumnsError, PartitionConfigError
 from appliance.qserv.felis_schema import TableSchema
 from appliance.qserv.readers import (
     InputSpec,
@@ -50,7 +54,7 @@ from appliance.qserv.readers import (
 )
 
 INDEX_DIR = "director_index"  # meta.json + ids_<b>.npy (sorted ids) + loc_<b>.npy (chunkId << 32 | subChunkId)
-INDEX_BUCKET_ROWS = 2_000_000  # (id, location) pairs sorted at once: 32 MB (+ its sort permutation)
+INDEX_BUCKET_ROWS = 2_000_000  # ids sorted at once: 16 MB (+ 16 MB of sort permutation)
 DEFAULT_BATCH_ROWS = 131_072  # rows per batch: ~10 MB of rendered rows, a few x that with overlaps
 SUMMARY_FILE = "partition.json"
 
@@ -186,6 +190,7 @@ class _Job:
     buckets: int
     batch_rows: int
     delimiter: str
+    buffer_bytes: int = 48 << 20  # the buffer budget (see partition_table)
 
 
 def _dense_chunks(chunker: Chunker) -> tuple[np.ndarray, int]:
@@ -235,11 +240,11 @@ def _location_order(bucket_key: np.ndarray, rows: np.ndarray, subs: np.ndarray, 
     return np.argsort(packed)
 
 
-RENDER_PIECE = 1 << 18  # locations joined at once: ~20 MB of output text in flight at most
+RENDER_PIECE = 1 << 18  # locations joined at once (at the default budget): ~20 MB of output text in flight at most
 
 
 def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray, buckets_of_key: np.ndarray,
-           spill: _Spill, delim: str) -> None:
+           spill: _Spill, delim: str, piece: int = RENDER_PIECE) -> None:
     """Sort locations by (bucket, key), append ``<row><d>chunkId<d>subChunkId`` per location to the spill."""
     bucket = buckets_of_key[keys]
     # (bucket, key, row, sub-chunk): a file's rows come in input order whatever the batches or
@@ -247,8 +252,8 @@ def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray,
     order = _location_order(bucket * len(buckets_of_key) + keys, rows, subs, len(buckets_of_key) * int(bucket.max(initial=0) + 1))
     keys, rows, subs, bucket = keys[order], rows[order], subs[order], bucket[order]
     sep = pa.scalar(delim, pa.large_string())
-    for p0 in range(0, keys.size, RENDER_PIECE):
-        p1 = min(p0 + RENDER_PIECE, keys.size)
+    for p0 in range(0, keys.size, piece):
+        p1 = min(p0 + piece, keys.size)
         k = keys[p0:p1]
         lines = pc.binary_join_element_wise(
             body.take(pa.array(rows[p0:p1])),
@@ -281,7 +286,9 @@ def _run_job(job: _Job) -> dict:
     counts = np.zeros(n_keys, dtype=np.int64)
     footprint = _Footprint()
     index = DirectorIndex(Path(job.index_dir)) if job.index_dir else None
-    raw_index = open(work / f"index_raw_{job.worker}.bin", "wb") if index is None else None  # noqa: SIM115
+    # the director's (id, location) pairs, unsorted, as two files (ids, locations): sorting reads one at a time
+    raw_ids = open(work / f"index_ids_{job.worker}.bin", "wb") if index is None else None  # noqa: SIM115
+    raw_locs = open(work / f"index_loc_{job.worker}.bin", "wb") if index is None else None  # noqa: SIM115
     rows_done = orphans = 0
     bad_count, first_bad = 0, None
     float_cols = (job.ra, job.dec) if index is None else ()
@@ -310,7 +317,8 @@ def _run_job(job: _Job) -> dict:
                 ids = np.asarray(cols[job.key])
                 if ids.dtype.kind not in "iu":
                     raise CatalogError(job.split.path, f"the id column must be integer, not {ids.dtype}", job.key)
-                raw_index.write(np.stack([ids.astype(np.int64), packed], axis=1).tobytes())  # type: ignore[union-attr]
+                raw_ids.write(ids.astype(np.int64, copy=False).tobytes())  # type: ignore[union-attr]
+                raw_locs.write(packed.tobytes())  # type: ignore[union-attr]
             else:
                 found, packed = index.lookup(np.asarray(cols[job.key]).astype(np.int64))
                 orphans += int((~found).sum())
@@ -320,30 +328,60 @@ def _run_job(job: _Job) -> dict:
                 subs = (packed & 0xFFFFFFFF).astype(np.int32)
             counts += np.bincount(keys, minlength=n_keys)
             if keys.size:
-                _place(body, keys, rows, subs, buckets_of_key, spill, job.delimiter)  # type: ignore[arg-type]
+                _place(body, keys, rows, subs, buckets_of_key, spill, job.delimiter, _render_piece(job.buffer_bytes))  # type: ignore[arg-type]
             rows_done += n
     finally:
-        if raw_index is not None:
-            raw_index.close()
+        for fh in (raw_ids, raw_locs):
+            if fh is not None:
+                fh.close()
+    _release_memory()  # in a pool worker: before it takes pass-2 buckets
     return {
         "worker": job.worker, "rows": rows_done, "orphans": orphans, "counts": counts,
         "footprint": footprint, "bad_count": bad_count, "first_bad": first_bad,
     }
 
 
-SPILL_BUCKET_BYTES = 48 << 20  # aim of the bucket count: one bucket's spill read at once in pass 2
+DEFAULT_BUFFER_MB = 48.0  # the buffer budget: one pass-2 bucket's spill, read at once
+BUFFER_MB_RANGE = (1 / 16, 16384.0)
+SPILL_BUCKET_BYTES = int(DEFAULT_BUFFER_MB * (1 << 20))  # aim of the bucket count: one bucket's spill read at once in pass 2
 SPILL_READ_BYTES = 160 << 20  # a bigger spill (skewed data) is memory-mapped instead of read
 GATHER_FLUSH = 64 << 20  # drop mapped spill pages after this many bytes gathered: RSS stays flat
+# the three scale with the budget: SPILL_BUCKET_BYTES is the budget, the others its 10/3, 4/3 and 1/192
 
 
-def _write_bucket(args: tuple[str, str, int, int]) -> int:
+def _buffer_bytes(buffer_mb: float) -> int:
+    """The budget in bytes; a bad value is one line naming the option, exit 2 (PartitionConfigError)."""
+    lo, hi = BUFFER_MB_RANGE
+    try:
+        mb = float(buffer_mb)
+    except (TypeError, ValueError):
+        mb = math.nan
+    if isinstance(buffer_mb, bool) or not lo <= mb <= hi:  # NaN too
+        raise PartitionConfigError(f"buffer_mb (--buffer-mb): expected a number of MB from {lo} to {hi:g}, got {buffer_mb!r}")
+    return int(mb * (1 << 20))
+
+
+def _read_limit(buffer_bytes: int) -> int:
+    return buffer_bytes * 10 // 3
+
+
+def _gather_limit(buffer_bytes: int) -> int:
+    return buffer_bytes * 4 // 3
+
+
+def _render_piece(buffer_bytes: int) -> int:
+    return max(256, buffer_bytes // 192)
+
+
+def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
     """Pass 2 for one bucket: every key's runs from every worker, in order, written as one file each.
 
     The runs (one per key per batch: about one per row for a whole-sky table) are gathered by one
     Arrow ``take`` over the spills seen as binary arrays, in pieces of at most GATHER_FLUSH bytes;
     each file is then one ``writev`` of a slice of the gathered piece.
     """
-    work, final_dir, bucket, workers = args
+    work, final_dir, bucket, workers, buffer_bytes = args
+    read_limit, gather_limit = _read_limit(buffer_bytes), _gather_limit(buffer_bytes)
     work_p = Path(work)
     maps, arrays, keys_l = [], [], []
     runs = piece = view = None
@@ -358,8 +396,8 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
                 # small spills are read (mmap page faults cost 2.5 s of system time per 1e6 whole-sky
                 # rows); one beyond SPILL_READ_BYTES (skewed data) is mapped and its pages dropped as we go
                 size = data_p.stat().st_size
-                if size <= SPILL_READ_BYTES:
-                    mm = memoryview(_reusable(w, size))[:size]
+                if size <= read_limit:
+                    mm = memoryview(_reusable(w, size, buffer_bytes))[:size]
                     fh.readinto(mm)
                 else:
                     mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -390,7 +428,7 @@ def _write_bucket(args: tuple[str, str, int, int]) -> int:
         while g < n_groups:
             base = int(ends[bounds[g] - 1]) if bounds[g] else 0
             # as many whole keys as fit in GATHER_FLUSH bytes (at least one)
-            h = max(g + 1, int(np.searchsorted(group_end, base + GATHER_FLUSH, side="right")))
+            h = max(g + 1, int(np.searchsorted(group_end, base + gather_limit, side="right")))
             r0, r1 = int(bounds[g]), int(bounds[h])
             piece = runs.take(pa.array(order[r0:r1]))
             piece = piece.combine_chunks() if isinstance(piece, pa.ChunkedArray) else piece
@@ -439,7 +477,7 @@ def _write_file(name: str, parts: list) -> None:
 _BUFFERS: dict[int, bytearray] = {}
 
 
-def _reusable(slot: int, size: int) -> bytearray:
+def _reusable(slot: int, size: int, floor: int = SPILL_BUCKET_BYTES) -> bytearray:
     """One growing read buffer per worker's spill, reused bucket after bucket.
 
     A fresh 48 MB bytes object per bucket costs its page faults again each time (about 1 s of
@@ -447,7 +485,7 @@ def _reusable(slot: int, size: int) -> bytearray:
     """
     buf = _BUFFERS.get(slot)
     if buf is None or len(buf) < size:
-        buf = _BUFFERS[slot] = bytearray(max(size, SPILL_BUCKET_BYTES))
+        buf = _BUFFERS[slot] = bytearray(max(size, floor))
     return buf
 
 
@@ -461,8 +499,9 @@ class DirectorIndex:
 
     Built by an external sort: pass 1 appends (id, location) pairs unsorted; at the end they are
     scattered into 2^k buckets by a multiplicative hash of the id (k chosen so one bucket holds at
-    most INDEX_BUCKET_ROWS pairs, 64 MB), and each bucket is sorted on its own. Nothing holds the
-    whole table: peak memory is one bucket, at 1e6 or 1e9 rows.
+    most INDEX_BUCKET_ROWS pairs), and each bucket is sorted on its own, its ids and then its
+    locations. Nothing holds the whole table: peak memory is 16 bytes per pair of one bucket
+    (32 MB at most), at 1e6 or 1e9 rows.
     """
 
     def __init__(self, directory: Path):
@@ -473,8 +512,9 @@ class DirectorIndex:
     def bucket_of(self, ids: np.ndarray) -> np.ndarray:
         if self.bits == 0:
             return np.zeros(ids.size, dtype=np.int64)
-        h = ids.astype(np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        return (h >> np.uint64(64 - self.bits)).astype(np.int64)
+        h = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        h >>= np.uint64(64 - self.bits)  # in place: one temporary, not three
+        return h.view(np.int64)
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found = np.zeros(ids.size, dtype=bool)
@@ -497,43 +537,97 @@ class DirectorIndex:
         return found, packed
 
 
+INDEX_SCATTER_ROWS = 1 << 20  # (id, location) pairs scattered into hash buckets at once: 16 MB read
+INDEX_WRITE_ROWS = 1 << 18  # sorted ids (or locations) gathered and written at once: 2 MB
+
+
 def _build_index(work: Path, workers: int, n_rows: int, source: str, key: str) -> None:
+    """Sort the director's (id, location) pairs of pass 1 into the hash buckets of :class:`DirectorIndex`.
+
+    Memory is 16 bytes per pair of the largest bucket (its ids or its locations, and the sort
+    permutation), at most INDEX_BUCKET_ROWS pairs whatever the table's size, plus pieces of
+    INDEX_SCATTER_ROWS / INDEX_WRITE_ROWS pairs.
+    """
     out = work / INDEX_DIR
     out.mkdir()
     bits = max(0, math.ceil(math.log2(max(n_rows, 1) / INDEX_BUCKET_ROWS))) if n_rows > INDEX_BUCKET_ROWS else 0
     atomic_write_json(out / "meta.json", {"bits": bits, "rows": n_rows, "key": key})
     index = DirectorIndex(out)
-    raws = [work / f"index_raw_{w}.bin" for w in range(workers)]
+    raws = [(work / f"index_ids_{w}.bin", work / f"index_loc_{w}.bin") for w in range(workers)]
     n_b = 1 << bits
     if bits:
-        parts = [out / f"unsorted_{b}.bin" for b in range(n_b)]
-        for raw in raws:
-            with open(raw, "rb") as fh:
-                while block := fh.read(INDEX_BUCKET_ROWS * 8):
-                    pairs = np.frombuffer(block, dtype=np.int64).reshape(-1, 2)
-                    b = index.bucket_of(pairs[:, 0])
-                    order = np.argsort(b, kind="stable")
-                    b_sorted = b[order]
-                    cuts = np.flatnonzero(np.concatenate([[True], b_sorted[1:] != b_sorted[:-1], [True]]))
-                    for c0, c1 in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
-                        with open(parts[int(b_sorted[c0])], "ab") as out_fh:
-                            out_fh.write(pairs[order[c0:c1]].tobytes())
-            raw.unlink()
+        parts = [[(out / f"unsorted_ids_{b}.bin", out / f"unsorted_loc_{b}.bin")] for b in range(n_b)]
+        for ids_p, loc_p in raws:
+            with open(ids_p, "rb") as f_ids, open(loc_p, "rb") as f_loc:
+                while True:
+                    ids = np.fromfile(f_ids, dtype=np.int64, count=INDEX_SCATTER_ROWS)
+                    if not ids.size:
+                        break
+                    locs = np.fromfile(f_loc, dtype=np.int64, count=ids.size)
+                    b = index.bucket_of(ids)
+                    order = np.argsort(b.astype(np.uint16) if bits <= 16 else b, kind="stable")  # a radix sort
+                    cuts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=n_b))]).tolist()
+                    del b
+                    for bucket in range(n_b):
+                        c0, c1 = cuts[bucket], cuts[bucket + 1]
+                        if c1 > c0:
+                            sel = order[c0:c1]
+                            (u_ids, u_loc), = parts[bucket]
+                            with open(u_ids, "ab") as fh:
+                                fh.write(ids[sel].tobytes())
+                            with open(u_loc, "ab") as fh:
+                                fh.write(locs[sel].tobytes())
+                    del ids, locs, order
+            ids_p.unlink()
+            loc_p.unlink()
     else:
-        parts = raws
+        parts = [raws]
     for b in range(n_b):
-        chunks = [np.fromfile(p, dtype=np.int64).reshape(-1, 2) for p in ([parts[b]] if bits else parts) if p.exists()]
-        pairs = np.concatenate(chunks) if chunks else np.empty((0, 2), np.int64)
-        order = np.argsort(pairs[:, 0], kind="stable")
-        ids = pairs[order, 0]
-        dup = np.flatnonzero(ids[1:] == ids[:-1])
-        if dup.size:
-            raise CatalogError(source, f"duplicate primary key values in the director table (e.g. {int(ids[dup[0]])}, "
-                               f"{dup.size} duplicate(s) in one index bucket)", key)
-        np.save(out / f"ids_{b}.npy", ids)
-        np.save(out / f"loc_{b}.npy", pairs[order, 1])
-        for p in ([parts[b]] if bits else parts):
-            p.unlink(missing_ok=True)
+        present = [(i, lc) for i, lc in parts[b] if i.exists()]
+        sizes = [i.stat().st_size // 8 for i, _ in present]
+        ids = _read_concat([i for i, _ in present], sizes)
+        # the ids are meant to be unique, and then any sort gives the stable sort's permutation;
+        # duplicates are refused below whatever their order
+        order = np.argsort(ids)
+        first_dup, n_dup = None, 0
+        with open(out / f"ids_{b}.npy", "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (ids.size,)})
+            last = None
+            for p0 in range(0, ids.size, INDEX_WRITE_ROWS):
+                piece = ids[order[p0 : p0 + INDEX_WRITE_ROWS]]
+                joined = piece if last is None else np.concatenate([last, piece])
+                dup = np.flatnonzero(joined[1:] == joined[:-1])
+                if dup.size and first_dup is None:
+                    first_dup = int(joined[dup[0]])
+                n_dup += dup.size
+                last = piece[-1:]
+                fh.write(piece.tobytes())
+        if n_dup:
+            raise CatalogError(source, f"duplicate primary key values in the director table (e.g. {first_dup}, "
+                               f"{n_dup} duplicate(s) in one index bucket)", key)
+        del ids
+        locs = _read_concat([lc for _, lc in present], sizes)
+        with open(out / f"loc_{b}.npy", "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (locs.size,)})
+            for p0 in range(0, locs.size, INDEX_WRITE_ROWS):
+                fh.write(locs[order[p0 : p0 + INDEX_WRITE_ROWS]].tobytes())
+        del locs, order
+        for i, lc in present:
+            i.unlink()
+            lc.unlink(missing_ok=True)
+
+
+def _read_concat(paths: list[Path], sizes: list[int]) -> np.ndarray:
+    """The int64 contents of ``paths`` (``sizes`` values each) as one array, read in place (no concatenate copy)."""
+    arr = np.empty(sum(sizes), dtype=np.int64)
+    pos = 0
+    for path, n in zip(paths, sizes, strict=True):
+        with open(path, "rb") as fh:
+            got = fh.readinto(memoryview(arr[pos : pos + n]).cast("B"))
+        if got != 8 * n:
+            raise CatalogError(str(path), f"index file truncated: {got} of {8 * n} bytes")
+        pos += n
+    return arr
 
 
 # ------------------------------------------------------------------------------ the driver
@@ -563,6 +657,7 @@ def partition_table(
     force: bool = False,
     progress: bool = False,
     workers: int = 1,
+    buffer_mb: float = DEFAULT_BUFFER_MB,
 ) -> PartitionSummary:
     """Partition one table into ``out_root/<table.name>/``; a child needs its director partitioned first.
 
@@ -570,11 +665,16 @@ def partition_table(
     TSV, Parquet or FITS, columns named as in the files). Two passes: (1) each worker reads its
     split in batches, locates every row (numpy), renders each row once and appends
     ``row,chunkId,subChunkId`` for every location to per-bucket spill files; (2) each worker takes
-    buckets and writes every chunk file once, from that chunk's runs in input order. Memory is
-    one batch (pass 1) or one 64 MB window (pass 2), flat in the number of rows.
-    On any error the half-built ``<table>.partitioning/`` is removed.
+    buckets and writes every chunk file once, from that chunk's runs in input order. Between
+    them the director's index is sorted, one hash bucket (at most INDEX_BUCKET_ROWS ids) at a
+    time. Memory is one batch (pass 1), one index bucket, or one spill bucket (pass 2): flat in
+    the number of rows. ``buffer_mb`` is pass 2's budget: the spill is cut into buckets of about
+    that many MB, each read at once (default 48; smaller lowers the peak by about twice the
+    difference, at the cost of more files and some CPU). On any error the half-built
+    ``<table>.partitioning/`` is removed.
     """
     t0 = time.monotonic()
+    buffer_bytes = _buffer_bytes(buffer_mb)
     spec = source if isinstance(source, InputSpec) else InputSpec((str(source),), "parquet")
     out_root = Path(out_root)
     final = out_root / table.name
@@ -600,7 +700,7 @@ def partition_table(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        summary = _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, workers, progress)
+        summary = _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, workers, progress, buffer_bytes)
         summary.seconds = time.monotonic() - t0
         summary.out_dir = str(final)
         child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -617,18 +717,18 @@ def partition_table(
         raise
 
 
-def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, workers, progress) -> PartitionSummary:
+def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, workers, progress, buffer_bytes) -> PartitionSummary:
     splits = make_splits(spec, max(1, workers))
     n_rows = count_rows(spec)
     if n_rows == 0 and table.is_director:
         raise CatalogError(spec.paths[0], "the director table has no rows")
     workers = max(1, min(workers, len(splits)))
     est = _estimate_spill_bytes(spec, splits[0], table, key, chunker, n_rows)
-    buckets = int(min(4096, max(4 * workers, math.ceil(est / SPILL_BUCKET_BYTES))))
+    buckets = int(min(4096, max(4 * workers, math.ceil(est / buffer_bytes))))
     delim = spec.out_delimiter
     jobs = [
         _Job(spec, s, (chunker.num_stripes, chunker.num_sub_stripes, chunker.overlap), table.ra, table.dec, key,
-             str(index_dir) if index_dir else None, str(work), i, buckets, batch_rows, delim)
+             str(index_dir) if index_dir else None, str(work), i, buckets, batch_rows, delim, buffer_bytes)
         for i, s in enumerate(splits)
     ]
     summary = PartitionSummary(table.name, chunker.config(), columns=names + ["chunkId", "subChunkId"], director=table.director,
@@ -647,10 +747,17 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
             raise CatalogError(j.split.path, f"{what}: {count} row(s), the first is row {row + 1} (value {fb['value']!r}); "
                                "nothing was written", fb["column"],
                                {"row": row + 1, "value": repr(fb["value"]), "bad_rows": count, "table": table.name})
-        files = run(_write_bucket, [(str(work), str(work), b, len(jobs)) for b in range(buckets)], False, "")
+        summary.rows = sum(r["rows"] for r in results)
+        _release_memory()
+        if table.is_director:
+            # before pass 2: a duplicate id is refused before any chunk file is written, and the sort
+            # runs while the pass-2 buffers are not allocated yet (its peak does not add to theirs)
+            _build_index(work, len(jobs), summary.rows, spec.paths[0], key)
+            _release_memory()
+        files = run(_write_bucket, [(str(work), str(work), b, len(jobs), buffer_bytes) for b in range(buckets)], False, "")
     _BUFFERS.clear()
+    _release_memory()
     counts = sum(r["counts"] for r in results)
-    summary.rows = sum(r["rows"] for r in results)
     summary.orphan_rows = sum(r["orphans"] for r in results)
     for w in range(len(jobs)):
         for b in range(buckets):
@@ -663,7 +770,6 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
     summary.overlap_rows = int(counts[1::2].sum())
     summary.files = int(sum(files))
     if table.is_director:
-        _build_index(work, len(jobs), summary.rows, spec.paths[0], key)
         footprint = _Footprint()
         for r in results:
             footprint.merge(r["footprint"])
@@ -671,6 +777,21 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
         summary.empty_chunks = [c for c in covered if c not in summary.chunks]
         summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
     return summary
+
+
+def _release_memory() -> None:
+    """Give the freed memory of a finished pass back to the system, so the next pass starts from a low base.
+
+    Freed numpy and Arrow buffers otherwise stay in the allocators' heaps (glibc malloc, Arrow's
+    mimalloc pool) and the next pass's peak adds to them: 30-100 MB, varying from run to run.
+    """
+    pa.default_memory_pool().release_unused()
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return
+    trim(0)
 
 
 def _estimate_spill_bytes(spec: InputSpec, split: Split, table: TableSchema, key: str, chunker: Chunker, n_rows: int | None) -> float:
