@@ -9,6 +9,30 @@ admin, CLI, rebuild, metrics, tests) and delegates to the parts:
 - the pure domain (``scheduler``, ``cache``, ``paths``), the catalog store (``catalog*``) and
   the tape library (``tape``) underneath.
 
+The concurrency rule (one for every part). Request threads (HTTP, one per connection) call the
+namespace and staging methods concurrently; one engine thread runs ``TapeLoop.step``; admin calls
+(migrate, evict, fault injection) come from either.
+
+1. The catalog is the shared state. A change that must be seen whole (a stage request with its
+   recalls and pins, a recall's completion with its replica, pins and request states) is one
+   ``catalog.tx()``; transactions nest, so a service may compose them.
+2. The engine state (drives, their operations and batches, the per-pool log records, the
+   watermark hysteresis, the migrate-now flag, the housekeeping times) belongs to ``TapeLoop``
+   and changes only under ``Archive.lock`` (= ``TapeLoop.lock``): ``step``, fault injection,
+   ``migrate_now``, ``evict`` and ``evict_path`` take it. Request threads never take it, so an
+   upload, a read or a stage request never waits for tape I/O; the engine thread does the
+   (simulated) drives' file I/O under it, because a drive operation in progress is engine state.
+3. What request threads share with the engine is behind small locks held for in-memory updates
+   only, never across file I/O or a catalog call: the migration-candidate cache and the
+   "housekeeping soon" flag (``TapeLoop._cand_lock``), the batched GET access times
+   (``NamespaceService._accessed_lock``), the counters (``Metrics.add``).
+4. Files on disk are keyed by file id; a request thread's file I/O (upload, copy, unlink) runs
+   under no lock and is ordered against the engine by the catalog: a file deleted while it was
+   recalled or migrated is skipped by the engine in the transaction that would have recorded it.
+
+Reading engine state without the lock (``drive_report``, metrics) is allowed: each value read is a
+snapshot of one attribute, never a half-done change.
+
 Durability: uploads go to ``disk/.tmp``, are checksummed on the fly, fsynced and renamed before
 the catalog commit; on start-up, anything on disk the catalog does not know is an orphan of a
 crash and is removed, and catalog rows whose disk file vanished are dropped.

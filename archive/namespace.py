@@ -114,8 +114,7 @@ class NamespaceService:
             with contextlib.suppress(FileNotFoundError):
                 self.disk_path(old).unlink()
         self._ingested(entry, replaced=bool(old))
-        self.metrics.ingested_files += 1
-        self.metrics.ingested_bytes += h.size
+        self.metrics.add(ingested_files=1, ingested_bytes=h.size)
         self.wake()
         return entry
 

@@ -128,7 +128,8 @@ class StagingService:
     def delete_request(self, rid: str) -> None:
         req = self.stage_status(rid)
         open_paths = [f.path for f in req.files if f.state in OPEN_STATES]
-        if open_paths:
-            self.cancel(rid, open_paths)
-        self.catalog.release_pins(rid, None)
-        self.catalog.delete_stage_request(rid)
+        with self.catalog.tx():  # cancel, unpin and forget together (the transactions nest)
+            if open_paths:
+                self.cancel(rid, open_paths)
+            self.catalog.release_pins(rid, None)
+            self.catalog.delete_stage_request(rid)

@@ -50,6 +50,9 @@ class Op:
 
 @dataclass
 class Metrics:
+    """Counters. Writers call :meth:`add` (request threads and the engine thread add to them
+    at once; ``x += n`` from two threads can lose one of the additions); readers read fields."""
+
     mounts: int = 0
     tape_bytes_read: int = 0
     tape_bytes_written: int = 0
@@ -63,6 +66,13 @@ class Metrics:
     http_bytes_sent: int = 0
     http_bytes_received: int = 0
     drive_busy_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: float) -> None:
+        """Add to named counters, all under one lock: ``metrics.add(mounts=1)``."""
+        with self._lock:
+            for name, n in counts.items():
+                setattr(self, name, getattr(self, name) + n)
 
 
 class TapeLoop:
@@ -84,11 +94,15 @@ class TapeLoop:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._next_housekeeping = 0.0
+        self._next_housekeeping = 0.0  # engine thread only (under lock)
+        #: set by request threads (under _cand_lock) when disk usage changed: the next step does
+        #: the housekeeping (watermark check) at once, whatever _next_housekeeping says
+        self._housekeeping_soon = False
         #: the recall scheduling policy (pure); benchmarks swap in ``scheduler.plan_fifo``
         self.recall_policy = plan_recalls
         self._candidates: list[tuple[FileEntry, list[int]]] | None = None
-        self._cand_lock = threading.Lock()  # guards _candidates and _cand_gen (PUT threads)
+        #: guards _candidates, _cand_gen and _housekeeping_soon (request threads change them)
+        self._cand_lock = threading.Lock()
         self._cand_gen = 0  # bumped at every invalidation: a scan older than that is not kept
         self._next_rescan = 0.0  # the periodic housekeeping also rescans the candidates
         # Watermark hysteresis: once usage passed the high watermark, eviction goes on at every
@@ -186,7 +200,9 @@ class TapeLoop:
                 progressed |= self._schedule(now)
                 if not progressed:
                     break
-            if now >= self._next_housekeeping:
+            with self._cand_lock:
+                soon, self._housekeeping_soon = self._housekeeping_soon, False
+            if soon or now >= self._next_housekeeping:
                 self._housekeeping(now)
                 # every 5 s of wall time (real clock), every simulated minute (simulated clock)
                 self._next_housekeeping = now + self._housekeeping_period()
@@ -194,7 +210,8 @@ class TapeLoop:
             due = self._migration_due_at(now)
             if due is not None:
                 events.append(max(due, now + 1e-3) if due > now else now + 1.0)
-            events.append(self._next_housekeeping)
+            with self._cand_lock:  # a PUT during this step: its housekeeping is due now
+                events.append(now if self._housekeeping_soon else self._next_housekeeping)
             return min(events) if events else None
 
     def _complete_due(self, now: float) -> bool:
@@ -202,7 +219,7 @@ class TapeLoop:
         for d in self.library.drives:
             if d.op and d.op.end <= now:
                 op, d.op = d.op, None
-                self.metrics.drive_busy_seconds += op.end - op.start
+                self.metrics.add(drive_busy_seconds=op.end - op.start)
                 if op.kind == "read":
                     self._finish_read(d, op, now)
                 else:
@@ -215,7 +232,7 @@ class TapeLoop:
         t = m.switch(d.tape, op.tape)
         if d.tape != op.tape:
             d.mounts += 1
-            self.metrics.mounts += 1
+            self.metrics.add(mounts=1)
             d.tape, d.head = op.tape, 0
         t += m.locate(d.head, position)
         size = op.read.size if op.read else sum(f.size for f, _ in op.files)
@@ -269,7 +286,7 @@ class TapeLoop:
                 None, file_id, "FAILED", f"every tape copy failed ({tried}); file is LOST", now,
                 only_states=OPEN_STATES)
             self.catalog.finish_requests({r.request_id for r in rows}, now)
-        self.metrics.recall_failures += 1
+        self.metrics.add(recall_failures=1)
 
     def _finish_read(self, d: Drive, op: Op, now: float) -> None:
         r = op.read
@@ -288,7 +305,7 @@ class TapeLoop:
                     again.state, again.attempts = "queued", again.attempts + 1
                     self.catalog.update_recall(again)
             d.batch, d.tape, d.head = [], None, 0
-            self.metrics.recall_failures += 1
+            self.metrics.add(recall_failures=1)
             log.warning("drive %s failed during read of %s; requeued", d.drive_id, f.path)
             return
         tmp = self.tmp_dir / f"recall-{f.file_id}"
@@ -307,21 +324,26 @@ class TapeLoop:
             rec.attempts += 1
             rec.state = "queued"
             self.catalog.update_recall(rec)
-            self.metrics.recall_failures += 1
+            self.metrics.add(recall_failures=1)
             log.warning("recall of %s from %s failed: %s", f.path, r.tape, err)
             d.head = r.offset
             return
         d.head = r.offset + r.size
-        self.metrics.tape_bytes_read += f.size
-        self.metrics.tape_files_read += 1
-        with self.catalog.tx():
-            self.catalog.add_disk_replica(f.file_id, f.size, now)
+        self.metrics.add(tape_bytes_read=f.size, tape_files_read=1)
+        with self.catalog.tx():  # one transaction: a DELETE commits before it or after it
+            gone = self.catalog.get_file_by_id(f.file_id) is None  # deleted while it was read
             self.catalog.drop_recall(f.file_id)
-            rows = self.catalog.update_stage_files(None, f.file_id, "COMPLETED", None, now,
-                                                   only_states=OPEN_STATES)
-            for sf in rows:
-                self.catalog.add_pin(f.file_id, sf.request_id, now + sf.lifetime)
+            rows = []
+            if not gone:
+                self.catalog.add_disk_replica(f.file_id, f.size, now)
+                rows = self.catalog.update_stage_files(None, f.file_id, "COMPLETED", None, now,
+                                                       only_states=OPEN_STATES)
+                for sf in rows:
+                    self.catalog.add_pin(f.file_id, sf.request_id, now + sf.lifetime)
             self.catalog.finish_requests({sf.request_id for sf in rows}, now)
+        if gone:  # its namespace entry went first: the recalled copy goes too
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()
 
     # -- migration -----------------------------------------------------------------------------
     def _migration_candidates(self) -> list[tuple[FileEntry, list[int]]]:
@@ -341,8 +363,10 @@ class TapeLoop:
             self._cand_gen += 1
 
     def _dirty(self) -> None:
-        self._invalidate_candidates()
-        self._next_housekeeping = 0.0  # disk usage changed: check the watermark soon
+        with self._cand_lock:
+            self._candidates = None
+            self._cand_gen += 1
+            self._housekeeping_soon = True  # disk usage changed: check the watermark soon
 
     def _ingested(self, entry: FileEntry, replaced: bool) -> None:
         """A new file was committed: it joins the cached candidates in ``modified`` order, as
@@ -358,7 +382,7 @@ class TapeLoop:
                 new = list(self._candidates)
                 bisect.insort(new, (entry, []), key=lambda c: c[0].modified)
                 self._candidates = new
-        self._next_housekeeping = 0.0  # disk usage changed: check the watermark soon
+            self._housekeeping_soon = True  # disk usage changed: check the watermark soon
 
     def _migration_pending(self) -> bool:
         return bool(self._migration_candidates() or self.catalog.pending_log())
@@ -453,10 +477,11 @@ class TapeLoop:
             except ChecksumError as err:
                 log.error("not migrated: %s", err)
                 continue
+            except FileNotFoundError:
+                continue  # deleted during the copy (the next append drops the cut record)
             self.catalog.add_tape_replica(TapeReplica(f.file_id, copy_no, pool, op.tape, fseq,
                                                       offset // 262144, offset, rsize))
-            self.metrics.tape_bytes_written += f.size
-            self.metrics.tape_files_written += 1
+            self.metrics.add(tape_bytes_written=f.size, tape_files_written=1)
         self._dirty()
         cart = self.library.tapes[op.tape]
         d.head = cart.used
@@ -488,7 +513,11 @@ class TapeLoop:
         self.evict(now)
 
     def evict(self, now: float | None = None) -> list[str]:
-        now = self.clock.now() if now is None else now
+        """Evict down to the low watermark if usage passed the high one (hysteresis)."""
+        with self.lock:  # _draining is engine state; admin and tests call this directly
+            return self._evict(self.clock.now() if now is None else now)
+
+    def _evict(self, now: float) -> list[str]:
         c = self.cfg.cache
         used = self.catalog.disk_usage()
         if used > c.high_watermark * c.capacity_bytes:
@@ -509,8 +538,7 @@ class TapeLoop:
             self.catalog.remove_disk_replica(fid)
             with contextlib.suppress(FileNotFoundError):
                 self.disk_path(fid).unlink()
-            self.metrics.evicted_files += 1
-            self.metrics.evicted_bytes += sizes[fid]
+            self.metrics.add(evicted_files=1, evicted_bytes=sizes[fid])
         if plan.evict:
             log.info("evicted %d files (%d -> %d bytes)", len(plan.evict), plan.used_before,
                      plan.used_after)
@@ -529,6 +557,10 @@ class TapeLoop:
     def evict_file(self, f: FileEntry) -> bool:
         """Drop the disk copy of one file now, if it is safely on tape and not pinned (admin,
         demo and tests: makes a file NEARLINE without filling the cache)."""
+        with self.lock:  # eviction is engine work: not between a migration's check and read
+            return self._evict_file(f)
+
+    def _evict_file(self, f: FileEntry) -> bool:
         if len(self.catalog.tape_replicas(f.file_id)) < self.cfg.tape.copies:
             return False
         if self.catalog.pins(self.clock.now()).get(f.file_id):
@@ -536,8 +568,7 @@ class TapeLoop:
         self.catalog.remove_disk_replica(f.file_id)
         with contextlib.suppress(FileNotFoundError):
             self.disk_path(f.file_id).unlink()
-        self.metrics.evicted_files += 1
-        self.metrics.evicted_bytes += f.size
+        self.metrics.add(evicted_files=1, evicted_bytes=f.size)
         return True
 
     def drive_report(self) -> list[dict[str, Any]]:
