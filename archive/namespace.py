@@ -24,6 +24,7 @@ from archive.catalog import CatalogStore, FileEntry, Product
 from archive.clock import Clock
 from archive.errors import BadPath, BadRequest, DigestMismatch, NearlineOnly, NotFound
 from archive.paths import is_reserved, normalize
+from archive.planning import locality_of
 from archive.sink import THREAD_MIN, ReadAdapter, ReadInto, Sink
 from archive.tapeloop import TapeLoop
 
@@ -286,15 +287,8 @@ class NamespaceService:
             if self.catalog.get_dir(path):
                 return "NONE"
             raise NotFound(path)
-        disk = self.catalog.disk_replica(f.file_id) is not None
-        tapes = self.catalog.tape_replicas(f.file_id)
         rec = self.catalog.get_recall(f.file_id)
-        if disk and tapes:
-            return "DISK_AND_TAPE"
-        if disk:
-            return "DISK"
-        if not tapes or (rec and rec.state == "lost"):
-            return "LOST"
-        if all(d.failed for d in self.library.drives):
-            return "UNAVAILABLE"
-        return "TAPE"
+        return locality_of(self.catalog.disk_replica(f.file_id) is not None,
+                           len(self.catalog.tape_replicas(f.file_id)),
+                           rec is not None and rec.state == "lost",
+                           not all(d.failed for d in self.library.drives))

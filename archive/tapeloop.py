@@ -28,6 +28,7 @@ from archive.catalog import CatalogStore, FileEntry, TapeReplica
 from archive.clock import Clock, SimClock
 from archive.config import ArchiveConfig
 from archive.errors import ChecksumError, TapeError
+from archive.planning import migration_due_at, pool_work, write_drive
 from archive.scheduler import CopyLoc, DriveState, QueuedRecall, Read, plan_recalls
 from archive.tape import Drive, TapeLibrary
 
@@ -389,18 +390,11 @@ class TapeLoop:
 
     def _migration_due_at(self, now: float) -> float | None:
         """When the next migration must start: now if a batch is full, else by age."""
-        cands = self._migration_candidates()
-        logs = self.catalog.pending_log()
-        if not cands and not logs:
+        due = migration_due_at(self._migration_candidates(), self.catalog.pending_log(),
+                               self.cfg.migration, now, self._force_migration)
+        if due is None:  # nothing waits: a forced migration is done
             self._force_migration = False
-            return None
-        if self._force_migration:
-            return now
-        m = self.cfg.migration
-        if len(cands) >= m.batch_files or sum(f.size for f, _ in cands) >= m.batch_bytes:
-            return now
-        oldest = min([f.modified for f, _ in cands] + [r.at for r in logs])
-        return oldest + m.max_age_seconds
+        return due
 
     def _schedule_migration(self, now: float) -> bool:
         due = self._migration_due_at(now)
@@ -414,8 +408,7 @@ class TapeLoop:
             if any(d.op and d.op.kind == "write" and self.library.tapes[d.op.tape].pool == pool
                    for d in self.library.drives):
                 continue  # one writer per pool
-            files = [(f, copy_no) for f, held in cands if copy_no not in held]
-            pool_logs = [r for r in logs if pool not in self._log_pools.get(r.seq, ())]
+            files, pool_logs = pool_work(cands, logs, copy_no, pool, self._log_pools)
             if not files and not pool_logs:
                 continue
             size = sum(f.size for f, _ in files)
@@ -425,8 +418,7 @@ class TapeLoop:
             idle = [d for d in self.library.drives if d.idle]
             if not idle:
                 break
-            d = next((x for x in idle if x.tape == cart.tape), None) or next(
-                (x for x in idle if x.tape is None), idle[0])
+            d = write_drive(idle, cart.tape)
             op = Op("write", cart.tape, now, now, files=files,
                     log_seqs=[r.seq for r in pool_logs])
             self._start(d, op, cart.used)
