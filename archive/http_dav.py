@@ -280,7 +280,7 @@ class DavHandlers:
                 return
             self.wfile.flush()
             sent = self._sendfile(fd, start, count)
-            a.metrics.http_bytes_sent += sent
+            a.metrics.add(http_bytes_sent=sent)
             if sent != count:
                 self.close_connection = True
         finally:
@@ -349,7 +349,7 @@ class DavHandlers:
                 raise BadRequest(f"{path}: PUT needs Content-Length or chunked encoding")
             entry = self.archive.put_stream(path, self.rfile, int(length), ident.name,
                                             digests)
-        self.archive.metrics.http_bytes_received += entry.size
+        self.archive.metrics.add(http_bytes_received=entry.size)
         self.send(204 if existed else 201, headers={"ETag": f'"{entry.adler32}"'})
 
     def _dav_delete(self, path: str, raw: str) -> None:
