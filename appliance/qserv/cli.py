@@ -197,7 +197,8 @@ def cmd_partition(args) -> int:
     from appliance.qserv.partition import partition_table
 
     chunker = Chunker(args.num_stripes, args.num_sub_stripes, args.overlap)
-    common = {"batch_rows": args.batch_rows, "force": args.force, "progress": not args.json, "workers": args.workers}
+    common = {"batch_rows": args.batch_rows, "force": args.force, "progress": not args.json, "workers": args.workers,
+              "buffer_mb": args.buffer_mb}
     if args.input:
         if args.converted:
             raise CatalogError("--input", "give either --input (a table as it is) or --converted (convert's output), not both")
@@ -357,6 +358,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", "--out.dir", dest="out", required=True, help="output directory (one subdirectory per table)")
     _chunker_options(p)
     p.add_argument("--workers", "--mr.num-workers", dest="workers", type=int, default=1, help="processes (default 1); input split by row groups / byte ranges")
+    p.add_argument("--buffer-mb", type=float, default=48.0, metavar="MB",
+                   help="pass 2's buffer budget in MB (default 48, 0.0625-16384): peak memory is flat in the rows; "
+                        "a smaller budget flushes chunk files more often, with the same bytes")
     p.add_argument("--batch-rows", type=int, default=131_072, help="rows per batch (Parquet/FITS; CSV is read in 8 MB blocks): bounds memory (default 131072)")
     p.add_argument("--force", action="store_true", help="replace an existing partitioning")
     p.add_argument("--json", action="store_true", help="machine-readable result; errors as JSON too")

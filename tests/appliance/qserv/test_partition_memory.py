@@ -7,7 +7,6 @@ budget is one line naming the option, exit 2, and nothing is written.
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 import appliance.qserv.partition as partition_mod
-from appliance.cliutil import run_command
+from appliance.cli import main
 from appliance.qserv.chunker import Chunker
 from appliance.qserv.errors import PartitionConfigError
 from appliance.qserv.felis_schema import TableSchema
@@ -104,18 +103,19 @@ def test_bad_budget_refused_in_one_line(tmp_path, bad):
     assert not (tmp_path / "p").exists() or not list((tmp_path / "p").iterdir())  # nothing written
 
 
-def test_bad_budget_on_the_command_line_path(tmp_path, capsys):
-    """How the CLI reports it (appliance.cliutil.run_command): one stderr line, exit 2, no traceback."""
-    _write_csv(tmp_path / "t.csv", 100, seed=23)
-    spec = InputSpec((str(tmp_path / "t.csv"),), "csv")
-    table = TableSchema("T", [], "id", ra="ra", dec="dec")
-
-    def cmd(args):
-        partition_table(spec, table, tmp_path / "p", Chunker(*GRID), buffer_mb=args.buffer_mb)
-        return 0
-
-    rc = run_command("appliance", argparse.Namespace(func=cmd, buffer_mb=-5.0))
+def test_bad_budget_on_the_command_line(tmp_path, capsys):
+    """`appliance qserv partition --buffer-mb -5`: one stderr line, exit 2, no traceback, nothing written;
+    a small valid budget through the CLI writes what the default writes."""
+    _write_csv(tmp_path / "t.csv", 2000, seed=23)
+    base = ["qserv", "partition", "--input", str(tmp_path / "t.csv"), "--pos", "ra,dec", "--id", "id"]
+    rc = main([*base, "--out", str(tmp_path / "bad"), "--buffer-mb", "-5"])
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and err.startswith("appliance: error: buffer_mb (--buffer-mb):") and "-5.0" in err
     assert "Traceback" not in err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").rglob("chunk_*"))
+    assert main([*base, "--out", str(tmp_path / "small"), "--buffer-mb", "0.0625"]) == 0
+    assert main([*base, "--out", str(tmp_path / "default")]) == 0
+    small = {p.relative_to(tmp_path / "small"): p.read_bytes() for p in (tmp_path / "small").rglob("chunk_*")}
+    default = {p.relative_to(tmp_path / "default"): p.read_bytes() for p in (tmp_path / "default").rglob("chunk_*")}
+    assert small and small == default
