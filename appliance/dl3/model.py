@@ -117,8 +117,15 @@ def separation(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.nd
     """Great-circle distance in degrees (Vincenty, as astropy's ``angular_separation``)."""
     l1, b1, l2, b2 = (np.radians(np.asarray(v, dtype=float)) for v in (lon1, lat1, lon2, lat2))
     dl = l2 - l1
-    num = np.hypot(np.cos(b2) * np.sin(dl), np.cos(b1) * np.sin(b2) - np.sin(b1) * np.cos(b2) * np.cos(dl))
-    return np.degrees(np.arctan2(num, np.sin(b1) * np.sin(b2) + np.cos(b1) * np.cos(b2) * np.cos(dl)))
+    return _vincenty(np.sin(dl), np.cos(dl), np.sin(b1), np.cos(b1), np.sin(b2), np.cos(b2))
+
+
+def _vincenty(sin_dl: np.ndarray, cos_dl: np.ndarray, sin_b1: np.ndarray, cos_b1: np.ndarray,
+              sin_b2: np.ndarray, cos_b2: np.ndarray) -> np.ndarray:
+    """Vincenty's great-circle distance (deg) from the sines and cosines of the latitudes and of the
+    longitude difference."""
+    num = np.hypot(cos_b2 * sin_dl, cos_b1 * sin_b2 - sin_b1 * cos_b2 * cos_dl)
+    return np.degrees(np.arctan2(num, sin_b1 * sin_b2 + cos_b1 * cos_b2 * cos_dl))
 
 
 def source_offsets(pnt_lon: np.ndarray, pnt_lat: np.ndarray, true_lon: np.ndarray, true_lat: np.ndarray,
@@ -126,7 +133,7 @@ def source_offsets(pnt_lon: np.ndarray, pnt_lat: np.ndarray, true_lon: np.ndarra
                    chunk: int = 1 << 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The three separations an IRF needs (pointing-true, pointing-reco, true-reco), in degrees.
 
-    The same Vincenty formula as ``separation``, but each direction's sines and cosines are computed
+    The same Vincenty formula as ``separation`` (``_vincenty``), but each direction's sines and cosines are computed
     once for the three pairs (the longitude difference by the angle-difference identities) and the
     rows are taken in chunks that stay in the CPU cache: 2x faster than three ``separation`` calls
     on 1e7 rows, and no full-size temporaries beyond the three results.
@@ -143,9 +150,8 @@ def source_offsets(pnt_lon: np.ndarray, pnt_lat: np.ndarray, true_lon: np.ndarra
         for k, (i, j) in enumerate(((0, 1), (0, 2), (1, 2))):
             s1, c1, sb1, cb1 = trig[i]
             s2, c2, sb2, cb2 = trig[j]
-            sin_dl, cos_dl = s2 * c1 - c2 * s1, c2 * c1 + s2 * s1
-            num = np.hypot(cb2 * sin_dl, cb1 * sb2 - sb1 * cb2 * cos_dl)
-            out[k][a:b] = np.degrees(np.arctan2(num, sb1 * sb2 + cb1 * cb2 * cos_dl))
+            # the longitude difference's sine and cosine by the angle-difference identities
+            out[k][a:b] = _vincenty(s2 * c1 - c2 * s1, c2 * c1 + s2 * s1, sb1, cb1, sb2, cb2)
     return out
 
 
