@@ -46,13 +46,13 @@ def _convert(args: argparse.Namespace) -> int:
     from appliance.dl3.gadf import ConvertOptions, convert
     from appliance.dl3.irf import Cuts
 
+    given = {k: v for k, v in (("gammaness", args.gammaness_cut), ("theta", args.theta_cut),
+                               ("gh_efficiency", args.gammaness_efficiency),
+                               ("theta_containment", args.theta_containment)) if v is not None}
     opts = ConvertOptions(events=tuple(Path(p) for p in args.events), mc=Path(args.mc), out=Path(args.out),
                           point_like=not args.full_enclosure,
                           background_mc=Path(args.background_mc) if args.background_mc else None,
-                          cuts=Cuts(gammaness=0.6 if args.gammaness_cut is None else args.gammaness_cut,
-                                    theta=0.2 if args.theta_cut is None else args.theta_cut,
-                                    gh_efficiency=args.gammaness_efficiency,
-                                    theta_containment=args.theta_containment), force=args.force,
+                          cuts=Cuts(**given), force=args.force,
                           background=args.background)
     return _emit(args, convert(opts))
 
