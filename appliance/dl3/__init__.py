@@ -7,5 +7,6 @@ the obs-index / hdu-index tables, and ``appliance dl3 check`` proves the output 
 
 Modules: ``model`` (the analytic instrument and source), ``generate``, ``io`` (FITS and HDF5 DL2
 readers with the column schema), ``irf`` (pyirf), ``events`` (EVENTS/GTI/POINTING HDUs),
-``gadf`` (writing and the conformance check), ``cli``. See docs/DL3.md.
+``gadf`` (writing and the conformance check), ``fit`` (gammapy's 1-D spectral fit of a
+point-like product), ``cli``. See docs/DL3.md.
 """
