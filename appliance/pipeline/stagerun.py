@@ -139,13 +139,16 @@ class StageRun:
                     self.add_input(f"{prefix}/{folder}/{p.name}", p)
 
     # -- life cycle ---------------------------------------------------------------------------
+    def _key(self, image_id: str, env: dict[str, str], code_sha256: str) -> str:
+        return cache_key(image_id, self.command, self.params, env, code_sha256,
+                         {i.name: i.sha256 for i in self.inputs})
+
     def begin(self) -> RunRecord:
         env = environment()
         code = self.store.add_bytes(codearchive.archive_bytes(code_package()))
         penv = process_env()
         image_id = environment_id(env)
-        key = cache_key(image_id, self.command, self.params, penv, code.sha256,
-                        {i.name: i.sha256 for i in self.inputs})
+        key = self._key(image_id, penv, code.sha256)
         self.record = RunRecord(
             run_id=new_run_id(f"pipeline-{self.stage}"), state="running",
             recipe={"name": f"pipeline-{self.stage}", "directory": str(self.work),
@@ -179,10 +182,10 @@ class StageRun:
         obj = self.store.add_bytes(blob)
         entries.append(FileEntry("verdicts.json", obj.sha256, obj.size, compare="sha256"))
         r.outputs = sorted(entries, key=lambda e: e.name)
-        r.inputs = self.inputs  # match learns its inputs' bytes as it fetches them
-        if self.stage == "match":  # ... and its folders once it has searched: the key covers both
-            r.cache_key = cache_key(r.image["image_id"], self.command, self.params, r.container["env"],
-                                    r.recipe["code_sha256"], {i.name: i.sha256 for i in self.inputs})
+        r.inputs = self.inputs
+        # the key covers what the stage learnt while it ran (match: the bytes it fetched and the
+        # folders it found); for a stage that knew its inputs and params at begin() it is begin's key
+        r.cache_key = self._key(r.image["image_id"], r.container["env"], r.recipe["code_sha256"])
         r.exit_code, r.error = exit_code, error
         r.state = "succeeded" if exit_code == 0 else "failed"
         r.finished_at = utcnow()
