@@ -240,11 +240,8 @@ def _location_order(bucket_key: np.ndarray, rows: np.ndarray, subs: np.ndarray, 
     return np.argsort(packed)
 
 
-RENDER_PIECE = 1 << 18  # locations joined at once (at the default budget): ~20 MB of output text in flight at most
-
-
 def _place(body: pa.Array, keys: np.ndarray, rows: np.ndarray, subs: np.ndarray, buckets_of_key: np.ndarray,
-           spill: _Spill, delim: str, piece: int = RENDER_PIECE) -> None:
+           spill: _Spill, delim: str, piece: int) -> None:
     """Sort locations by (bucket, key), append ``<row><d>chunkId<d>subChunkId`` per location to the spill."""
     bucket = buckets_of_key[keys]
     # (bucket, key, row, sub-chunk): a file's rows come in input order whatever the batches or
@@ -344,9 +341,7 @@ def _run_job(job: _Job) -> dict:
 DEFAULT_BUFFER_MB = 48.0  # the buffer budget: one pass-2 bucket's spill, read at once
 BUFFER_MB_RANGE = (1 / 16, 16384.0)
 SPILL_BUCKET_BYTES = int(DEFAULT_BUFFER_MB * (1 << 20))  # aim of the bucket count: one bucket's spill read at once in pass 2
-SPILL_READ_BYTES = 160 << 20  # a bigger spill (skewed data) is memory-mapped instead of read
-GATHER_FLUSH = 64 << 20  # drop mapped spill pages after this many bytes gathered: RSS stays flat
-# the three scale with the budget: SPILL_BUCKET_BYTES is the budget, the others its 10/3, 4/3 and 1/192
+# what scales with the budget (at the default: 160 MB, 64 MB, 262,144 locations):
 
 
 def _buffer_bytes(buffer_mb: float) -> int:
@@ -362,14 +357,17 @@ def _buffer_bytes(buffer_mb: float) -> int:
 
 
 def _read_limit(buffer_bytes: int) -> int:
+    """A worker's spill of one bucket bigger than this (skewed data) is memory-mapped instead of read."""
     return buffer_bytes * 10 // 3
 
 
 def _gather_limit(buffer_bytes: int) -> int:
+    """Mapped spill pages are dropped after this many bytes gathered: RSS stays flat."""
     return buffer_bytes * 4 // 3
 
 
 def _render_piece(buffer_bytes: int) -> int:
+    """Locations joined into text at once: ~20 MB of output in flight at the default budget."""
     return max(256, buffer_bytes // 192)
 
 
@@ -377,7 +375,7 @@ def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
     """Pass 2 for one bucket: every key's runs from every worker, in order, written as one file each.
 
     The runs (one per key per batch: about one per row for a whole-sky table) are gathered by one
-    Arrow ``take`` over the spills seen as binary arrays, in pieces of at most GATHER_FLUSH bytes;
+    Arrow ``take`` over the spills seen as binary arrays, in pieces of at most ``_gather_limit`` bytes;
     each file is then one ``writev`` of a slice of the gathered piece.
     """
     work, final_dir, bucket, workers, buffer_bytes = args
@@ -394,7 +392,7 @@ def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
             side = np.fromfile(side_p, dtype=np.int64).reshape(-1, 2)
             with open(data_p, "rb") as fh:
                 # small spills are read (mmap page faults cost 2.5 s of system time per 1e6 whole-sky
-                # rows); one beyond SPILL_READ_BYTES (skewed data) is mapped and its pages dropped as we go
+                # rows); one beyond ``_read_limit`` (skewed data) is mapped and its pages dropped as we go
                 size = data_p.stat().st_size
                 if size <= read_limit:
                     mm = memoryview(_reusable(w, size, buffer_bytes))[:size]
@@ -427,7 +425,7 @@ def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
         n_groups = bounds.size - 1
         while g < n_groups:
             base = int(ends[bounds[g] - 1]) if bounds[g] else 0
-            # as many whole keys as fit in GATHER_FLUSH bytes (at least one)
+            # as many whole keys as fit in gather_limit bytes (at least one)
             h = max(g + 1, int(np.searchsorted(group_end, base + gather_limit, side="right")))
             r0, r1 = int(bounds[g]), int(bounds[h])
             piece = runs.take(pa.array(order[r0:r1]))

@@ -85,9 +85,9 @@ def test_small_budget_writes_the_same_bytes(tmp_path, monkeypatch, workers):
 def test_default_budget_is_the_historical_buffers():
     b = int(DEFAULT_BUFFER_MB * (1 << 20))
     assert b == partition_mod.SPILL_BUCKET_BYTES == 48 << 20
-    assert partition_mod._gather_limit(b) == partition_mod.GATHER_FLUSH
-    assert partition_mod._read_limit(b) == partition_mod.SPILL_READ_BYTES
-    assert partition_mod._render_piece(b) == partition_mod.RENDER_PIECE
+    assert partition_mod._gather_limit(b) == 64 << 20  # the fixed sizes before the budget existed
+    assert partition_mod._read_limit(b) == 160 << 20
+    assert partition_mod._render_piece(b) == 1 << 18
 
 
 @pytest.mark.parametrize("bad", [0, -1, 0.01, 1e6, math.nan, math.inf, "lots", None, True])
