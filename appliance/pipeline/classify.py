@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,16 +32,25 @@ def is_calibrator(name: str) -> bool:
 
 def concentration(data: np.ndarray, radius_frac: float = RADIUS_FRAC) -> float:
     """Fraction of the 2-D power spectrum within ``radius_frac * N`` bins of zero frequency."""
-    img = np.nan_to_num(np.asarray(data, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    power = np.abs(np.fft.fft2(img)) ** 2
+    img = np.asarray(data, dtype=np.float64)
+    img = np.where(np.isfinite(img), img, 0.0)  # NaN and +-inf count as 0
+    power = np.abs(np.fft.fft2(img))
+    np.square(power, out=power)
     total = float(power.sum())
     if total <= 0:
         return 0.0
     ny, nx = img.shape
+    return float(power[_low_frequencies(ny, nx, radius_frac)].sum() / total)
+
+
+@lru_cache(maxsize=16)
+def _low_frequencies(ny: int, nx: int, radius_frac: float) -> np.ndarray:
+    """The mask of bins within ``radius_frac * N`` of zero frequency (one per image shape)."""
     ky = np.fft.fftfreq(ny) * ny
     kx = np.fft.fftfreq(nx) * nx
-    r = np.hypot(*np.meshgrid(kx, ky))
-    return float(power[r <= max(1.0, radius_frac * max(nx, ny))].sum() / total)
+    mask = np.hypot(*np.meshgrid(kx, ky)) <= max(1.0, radius_frac * max(nx, ny))
+    mask.flags.writeable = False
+    return mask
 
 
 def is_beam(data: np.ndarray, threshold: float = BEAM_THRESHOLD) -> tuple[bool, float]:

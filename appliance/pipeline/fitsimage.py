@@ -23,6 +23,13 @@ _UNSET = object()
 _NOT_PLAIN = re.compile(rb"^(?:[AB]P?_ORDER|A_\d|B_\d|CPDIS|CPERR|DP\d|DQ\d|D2IM|PV\d|CQDIS)",
                         re.MULTILINE)
 _SCALED = re.compile(rb"BSCALE|BZERO|BLANK")  # anywhere in the header: when in doubt, read it now
+# the plain reader declines a header with any of these anywhere, in any case (astropy's keywords
+# are case-blind): scaling, blanking, random groups, long-keyword cards
+_NOT_FAST = re.compile(rb"BSCALE|BZERO|BLANK|GROUPS|HIERARCH", re.IGNORECASE)
+_SIMPLE = b"SIMPLE  =                    T"
+_END_CARD = b"END" + b" " * 77
+_INT = re.compile(rb"[-+]?\d+")
+_FIRST_READ = 2880 * 8  # a small image in one read; a large one's header blocks first
 
 
 def is_fits(name: str) -> bool:
@@ -53,6 +60,16 @@ class Image:
                 self._header = fits.Header.fromstring(self._raw_header.decode("ascii"))
         return self._header
 
+    def get(self, key: str) -> Any:
+        """``header.get(key)`` for a standard keyword (up to 8 characters), from its one card while
+        the header is not parsed yet: astropy's Card gives the value; anything the raw cards do not
+        settle plainly (a keyword spelt another way, HIERARCH, CONTINUE) asks the parsed header."""
+        if self._header is _UNSET and self._raw_header:
+            v = _raw_get(self._raw_header, key)
+            if v is not _UNSET:
+                return v
+        return self.header.get(key)
+
     @property
     def wcs(self) -> Any:
         """The celestial astropy WCS, or None."""
@@ -82,6 +99,33 @@ class Image:
         if not bmaj or not cdelt:
             return None
         return float(bmaj) / cdelt, float(bmin or bmaj) / cdelt
+
+
+def _raw_get(raw: bytes, key: str) -> Any:
+    """What ``Header.fromstring(raw).get(key)`` gives, from the key's first card alone, or _UNSET
+    when that is not plain (then the caller parses the whole header)."""
+    k = key.upper().encode("ascii")
+    k8 = k.ljust(8)
+    if len(k) > 8 or not raw.isascii() or b"HIERARCH" in raw.upper():
+        return _UNSET
+    n = len(raw) - 80  # the END card is last
+    for i in range(0, n, 80):
+        card = raw[i:i + 80]
+        if not card.upper().startswith(k):
+            continue
+        if card[:8].upper() != k8 or card[8:10] != b"= " or raw[i + 80:i + 88] == b"CONTINUE":
+            return _UNSET  # another spelling, no value indicator, a long string: the header decides
+        from astropy.io.fits import Card
+        from astropy.io.fits.card import UNDEFINED
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            c = Card.fromstring(card.decode("ascii"))
+            if c.keyword != key.upper():
+                return _UNSET  # a record-valued keyword card
+            value = c.value
+        return None if value == UNDEFINED else value
+    return None
 
 
 def _celestial_wcs(header: Any) -> Any:
@@ -158,7 +202,110 @@ def _primary_header_bytes(path: Path) -> bytes:
     return b""
 
 
+def _card_int(card: bytes) -> int | None:
+    """The integer value of a ``KEY     = n / comment`` card, or None if it is anything else."""
+    if card[8:10] != b"= ":
+        return None
+    v = card[10:].split(b"/", 1)[0].strip()
+    return int(v) if _INT.fullmatch(v) else None
+
+
+def _read_plain(path: Path) -> tuple[bytes, np.ndarray] | None:
+    """The primary header's cards (up to END) and its image as 2-D float64, read with numpy alone,
+    for the plain case only: ``SIMPLE = T``, BITPIX -32 or -64, two or more axes of which only the
+    first two exceed 1, no scaling or blanking keyword, an ASCII header with one END card and the
+    whole data in the file. Anything else is None: astropy reads it (and words any error) as before.
+    The values are astropy's: the same big-endian IEEE floats, converted to float64."""
+    try:
+        with open(path, "rb") as f:
+            buf = f.read(_FIRST_READ)
+            end = -1
+            while end < 0:
+                i = buf.find(_END_CARD)
+                while i >= 0 and i % 80:
+                    i = buf.find(_END_CARD, i + 1)
+                if i >= 0:
+                    end = i
+                    break
+                if len(buf) % 2880 or len(buf) > 2880 * 1000:
+                    return None  # no END card in a whole number of blocks: astropy says why
+                more = f.read(_FIRST_READ)
+                if not more:
+                    return None
+                buf += more
+            raw = buf[:end + 80]
+            if not raw.isascii() or not raw.startswith(_SIMPLE) or raw[30:80].strip()[:1] not in (b"", b"/"):
+                return None
+            if _NOT_FAST.search(raw):
+                return None
+            cards = [raw[i:i + 80] for i in range(0, end, 80)]
+            if any(c[:3].upper() == b"END" for c in cards):
+                return None  # an END-like card before the END: astropy's reading may differ
+            first: dict[bytes, bytes] = {}
+            for c in cards:
+                first.setdefault(c[:8], c)
+            bitpix = _card_int(first.get(b"BITPIX  ", b""))
+            naxis = _card_int(first.get(b"NAXIS   ", b""))
+            if bitpix not in (-32, -64) or naxis is None or not 2 <= naxis <= 9:
+                return None
+            axes = [_card_int(first.get(f"NAXIS{k:<3d}".encode(), b"")) for k in range(1, naxis + 1)]
+            if any(n is None or n < 1 for n in axes) or any(n != 1 for n in axes[2:]):
+                return None
+            nx, ny = axes[0], axes[1]
+            start = (end // 2880 + 1) * 2880
+            nbytes = nx * ny * (-bitpix // 8)
+            if len(buf) < start + nbytes:
+                buf += f.read(start + nbytes - len(buf))
+                if len(buf) < start + nbytes:
+                    return None  # truncated: astropy's words
+    except OSError:
+        return None  # astropy's words
+    dtype = ">f4" if bitpix == -32 else ">f8"
+    data = np.frombuffer(buf, dtype=dtype, count=nx * ny, offset=start).reshape(ny, nx)
+    return raw, data.astype(np.float64)
+
+
+def read_data(path: Path) -> np.ndarray:
+    """The data of the image HDU ``read_image`` would use, as it reads it (numpy alone for a plain
+    file, astropy otherwise), without the header's WCS checks: the bench's plain loop."""
+    plain = _read_plain(Path(path))
+    if plain is not None:
+        return plain[1]
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, memmap=False) as hdul:
+            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim >= 2), None)
+            if hdu is None:
+                raise BadInput(path, "no image data in any HDU")
+            return np.asarray(hdu.data, dtype=np.float64)
+
+
 def read_image(path: Path, need_wcs: bool = True) -> Image:
+    plain = _read_plain(Path(path))
+    if plain is not None:
+        raw_header, data = plain
+        header: Any = _UNSET
+    else:
+        raw_header, data, header = _read_astropy(path)
+    while data.ndim > 2:
+        if data.shape[0] != 1:
+            raise BadInput(path, f"cube with {data.shape[0]} planes, the pipeline needs one plane")
+        data = data[0]
+    # a header wcslib reads as celestial gets its astropy WCS on first use; any other is decided
+    # by astropy's WCS now, as before
+    im = Image(Path(path), data, header, _UNSET, raw_header)
+    if _plainly_celestial(raw_header):
+        return im
+    im._wcs = _celestial_wcs(im.header)
+    if need_wcs and im._wcs is None:
+        raise BadInput(path, "no celestial WCS in the header (CTYPE1/CTYPE2 missing or invalid)")
+    return im
+
+
+def _read_astropy(path: Path) -> tuple[bytes, np.ndarray, Any]:
+    """Any FITS file astropy reads: (raw primary header or b"", data as float64, header or _UNSET)."""
     from astropy.io import fits
 
     raw_header = b""
@@ -183,19 +330,7 @@ def read_image(path: Path, need_wcs: bool = True) -> Image:
         raise
     except (OSError, ValueError, TypeError, IndexError) as e:
         raise BadInput(path, f"not a readable FITS file ({str(e).splitlines()[0][:120]})") from e
-    while data.ndim > 2:
-        if data.shape[0] != 1:
-            raise BadInput(path, f"cube with {data.shape[0]} planes, the pipeline needs one plane")
-        data = data[0]
-    # a header wcslib reads as celestial gets its astropy WCS on first use; any other is decided
-    # by astropy's WCS now, as before
-    im = Image(Path(path), data, header, _UNSET, raw_header)
-    if _plainly_celestial(raw_header):
-        return im
-    im._wcs = _celestial_wcs(im.header)
-    if need_wcs and im._wcs is None:
-        raise BadInput(path, "no celestial WCS in the header (CTYPE1/CTYPE2 missing or invalid)")
-    return im
+    return raw_header, data, header
 
 
 def write_image(path: Path, data: np.ndarray, header: Any) -> None:
