@@ -40,12 +40,18 @@ class StageOptions:
         return cls(Path(a.root), Path(a.work), a.parallel, not a.restart, not a.no_progress, a.json)
 
 
-def _emit(as_json: bool, obj: object) -> None:
+def _emit(as_json: bool, obj: object, **extra: object) -> None:
+    """One result: with ``--json`` ONE JSON document on stdout (``extra`` results as its keys, e.g.
+    ``quality``), else each result's report."""
     if as_json:
-        json.dump(obj.to_json(), sys.stdout, indent=2, default=str)  # type: ignore[attr-defined]
+        doc = obj.to_json()  # type: ignore[attr-defined]
+        doc.update({k: v.to_json() for k, v in extra.items() if v is not None})  # type: ignore[attr-defined]
+        json.dump(doc, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        print(obj.report())  # type: ignore[attr-defined]
+        for x in (obj, *extra.values()):
+            if x is not None:
+                print(x.report())  # type: ignore[attr-defined]
 
 
 def _generate(a: argparse.Namespace) -> int:
@@ -85,31 +91,32 @@ def _match(a: argparse.Namespace) -> int:
 
 
 def _products(a: argparse.Namespace) -> int:
+    from appliance.pipeline.container import runtime_of
     from appliance.pipeline.stages import run_products
 
     o = StageOptions.from_args(a)
-    summary, xml = run_products(o.root, o.work, parallel=o.parallel, resume=o.resume, progress=o.progress)
-    _emit(o.json, summary)
+    summary, xml = run_products(o.root, o.work, parallel=o.parallel, resume=o.resume, progress=o.progress,
+                                runtime=runtime_of(a))
+    conf = None
     if a.truth:
         from appliance.pipeline.products import confusion, read_xml
         from appliance.pipeline.synth import load_truth
 
         conf = confusion(read_xml(xml), load_truth(o.root))
-        _emit(o.json, conf)
+    _emit(o.json, summary, confusion=conf)
     print(f"products: {xml}", file=sys.stderr)
     return 0 if summary.ok else Exit.ANALYSIS
 
 
 def _image(a: argparse.Namespace) -> int:
+    from appliance.pipeline.container import runtime_of
     from appliance.pipeline.stages import run_image
 
     o = StageOptions.from_args(a)
     detectors = tuple(d for d in a.detectors.split(",") if d)
     summary, quality = run_image(o.root, o.work, detectors=detectors, parallel=o.parallel,
-                                 resume=o.resume, progress=o.progress)
-    _emit(o.json, summary)
-    if quality is not None:
-        _emit(o.json, quality)
+                                 resume=o.resume, progress=o.progress, runtime=runtime_of(a))
+    _emit(o.json, summary, quality=quality)
     return 0 if summary.ok else Exit.ANALYSIS
 
 
@@ -139,8 +146,13 @@ def _status(a: argparse.Namespace) -> int:
     return 0
 
 
-def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+def _stage_parser(sub: argparse._SubParsersAction, name: str, help_: str,
+                  contained: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=help_)
+    if contained:
+        from appliance.pipeline.container import add_runtime_option
+
+        add_runtime_option(p)
     p.add_argument("--root", required=True, help="archive root (folders of observations)")
     p.add_argument("--work", required=True, help="work area: state, flags, products.xml, catalogs")
     p.add_argument("--parallel", type=int, default=2, help="worker processes (default 2)")
@@ -167,7 +179,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--json", action="store_true", help="machine-readable summary")
     g.set_defaults(func=_generate)
 
-    m = _stage_parser(sub, "match", "select observations in the archive's catalog, stage and fetch them")
+    m = _stage_parser(sub, "match", "select observations in the archive's catalog, stage and fetch them",
+                      contained=False)
     m.add_argument("--url", help="the archive server, https://HOST:PORT (token: $BEARER_TOKEN)")
     m.add_argument("--prefix", default="alma", help="path prefix on the archive (default alma)")
     m.add_argument("--cone", metavar="RA,DEC,RADIUS", help="degrees, ICRS")

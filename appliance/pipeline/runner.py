@@ -143,13 +143,53 @@ def _call(fn: Callable[[str], Outcome], item: str) -> tuple[str, str, dict, floa
         return "failed", f"{type(e).__name__}: {e}", {}, time.perf_counter() - t0
 
 
+def write_state(work: Path, stage: str, it: str, res: tuple[str, str, dict, float]) -> ItemState:
+    """Record one item's verdict (atomically; not fsync'd, see the module docstring)."""
+    st = ItemState(it, stage, res[0], res[1], res[2], round(res[3], 4))
+    atomic_write_json(state_dir(work, stage) / f"{item_id(it)}.json", st.to_json(), durable=False)
+    return st
+
+
+def process(todo: list[str], fn: Callable[[str], Outcome], parallel: int,
+            on_result: Callable[[str, tuple[str, str, dict, float]], None]) -> None:
+    """Run ``fn`` on every item of ``todo``, ``parallel`` at a time in worker processes, and pass
+    each result to ``on_result`` (in this process) as it arrives. Used on the host and, for a stage
+    run in a container, inside it (``appliance.pipeline.inside``)."""
+    if parallel <= 1 or len(todo) <= 1:
+        for it in todo:
+            on_result(it, _call(fn, it))
+        return
+    with ProcessPoolExecutor(max_workers=parallel) as pool:
+        pending: dict[Future, str] = {}
+        queue = iter(todo)
+        for it in queue:
+            pending[pool.submit(_call, fn, it)] = it
+            if len(pending) >= parallel * 4:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                on_result(pending.pop(f), f.result())
+                nxt = next(queue, None)
+                if nxt is not None:
+                    pending[pool.submit(_call, fn, nxt)] = nxt
+
+
+# where a stage's items run: on this host (``process``) or elsewhere (a container) that writes each
+# item's state and reports each item as it ends; it returns a reason when it ended early (else None)
+Executor = Callable[[list[str], Callable[[str], None]], "str | None"]
+
+
 def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], work: Path,
               parallel: int = 2, resume: bool = True, progress: bool = True,
-              on_plan: Callable[[list[str]], None] | None = None) -> RunSummary:
+              on_plan: Callable[[list[str]], None] | None = None,
+              executor: Executor | None = None) -> RunSummary:
     """Run ``fn`` (picklable) on every item not already done; return every item's verdict.
 
     ``on_plan`` hears which items will be processed before the first one starts (the run record
-    hashes their inputs then)."""
+    hashes their inputs then). ``executor`` runs the planned items elsewhere (a container): each
+    item's verdict is then read back from its state record, and an item it left without one
+    failed with the executor's reason."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -171,32 +211,22 @@ def run_stage(stage: str, items: Iterable[str], fn: Callable[[str], Outcome], wo
     if on_plan is not None:
         on_plan(todo)
 
-    def finish(it: str, res: tuple[str, str, dict, float]) -> None:
-        st = ItemState(it, stage, res[0], res[1], res[2], round(res[3], 4))
-        atomic_write_json(sdir / f"{item_id(it)}.json", st.to_json(), durable=False)  # see above
-        states[it] = st
-
     bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress or not todo)
-    if parallel <= 1 or len(todo) <= 1:
-        for it in todo:
-            finish(it, _call(fn, it))
-            bar.update(1)
+
+    def finish(it: str, res: tuple[str, str, dict, float]) -> None:
+        states[it] = write_state(work, stage, it, res)
+        bar.update(1)
+
+    if executor is None:
+        process(todo, fn, parallel, finish)
     else:
-        with ProcessPoolExecutor(max_workers=parallel) as pool:
-            pending: dict[Future, str] = {}
-            queue = iter(todo)
-            for it in queue:
-                pending[pool.submit(_call, fn, it)] = it
-                if len(pending) >= parallel * 4:
-                    break
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    finish(pending.pop(f), f.result())
-                    bar.update(1)
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        pending[pool.submit(_call, fn, nxt)] = nxt
+        for it in todo:  # a verdict left from an earlier run must not pass for this run's
+            (sdir / f"{item_id(it)}.json").unlink(missing_ok=True)
+        why = executor(todo, lambda it: bar.update(1))
+        for it in todo:
+            st = load_state(work, stage, it)
+            states[it] = st if st is not None else write_state(
+                work, stage, it, ("failed", f"not processed: {why or 'the executor gave it no verdict'}", {}, 0.0))
     bar.close()
     return RunSummary(stage, [states[i] for i in items], len(todo), round(time.perf_counter() - t0, 3),
                       frozenset(todo))

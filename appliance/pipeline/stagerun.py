@@ -117,14 +117,25 @@ class StageRun:
     home: Path | None = None
     replay_of: str | None = None
     label: str | None = None  # the root as the outputs name it (a replay runs in another directory)
+    runtime: str = "host"  # host: this process; else a container runtime (docker, podman, ...)
+    job: dict[str, Any] = field(default_factory=dict)  # the stage's options the items need
     inputs: list[FileEntry] = field(default_factory=list)
     record: RunRecord | None = None
     t0: float = 0.0
+    replay_image: tuple[str, dict[str, str]] | None = None  # a replay: the image ID and packages it ran in
 
     def __post_init__(self) -> None:
         settings = Settings.load(home=self.home)
         self.store = ContentStore(settings.store_root)
         self.runs = RunStore(settings.home)
+        self.container = None
+        self._spec = None
+        self._job_dir: Path | None = None
+        if self.runtime != "host":  # resolve the image before anything is hashed: missing is exit 3
+            from appliance.pipeline.container import StageContainer
+
+            image_id, packages = self.replay_image or (None, None)
+            self.container = StageContainer.prepare(self.runtime, self.home, image_id, packages)
 
     # -- inputs -------------------------------------------------------------------------------
     def add_input(self, name: str, path: Path) -> None:
@@ -144,34 +155,61 @@ class StageRun:
                          {i.name: i.sha256 for i in self.inputs})
 
     def begin(self) -> RunRecord:
-        env = environment()
         code = self.store.add_bytes(codearchive.archive_bytes(code_package()))
         penv = process_env()
-        image_id = environment_id(env)
-        key = self._key(image_id, penv, code.sha256)
+        if self.container is not None:
+            from appliance.pipeline.container import job_area
+
+            self._job_dir = job_area()
+            self._spec = self.container.spec(self.root, self.work, self._job_dir, self.parallel, penv)
+            image, runtime, container = self.container.record_fields(self._spec)
+            penv = dict(self._spec.env)
+        else:
+            env = environment()
+            image = {"ref": RUNTIME, "image_id": environment_id(env), "packages": env}
+            runtime = {"name": RUNTIME, "executable": sys.executable, "pid": os.getpid(),
+                       "note": "the stage ran in this host process, not in a container (`--runtime` "
+                               "names one: the locked `stages` image)"}
+            container = {"command": self.command, "env": penv, "user": f"{os.getuid()}:{os.getgid()}",
+                         "network": "host", "read_only_root": False, "cpus": self.parallel,
+                         "memory_bytes": None, "mounts": {str(self.root): "root", str(self.work): "work"}}
+        key = self._key(image["image_id"], penv, code.sha256)
         self.record = RunRecord(
             run_id=new_run_id(f"pipeline-{self.stage}"), state="running",
             recipe={"name": f"pipeline-{self.stage}", "directory": str(self.work),
                     "definition": {"stage": self.stage, "command": self.command, "params": self.params,
                                    "root": self.label or str(self.root), "work": str(self.work)},
                     "code_sha256": code.sha256, "code_directory": str(code_package())},
-            lock={}, image={"ref": RUNTIME, "image_id": image_id, "packages": env},
-            runtime={"name": RUNTIME, "executable": sys.executable, "pid": os.getpid(),
-                     "note": "the stage ran in this host process, not in a container: its tools are "
-                             "in no locked image"},
-            host=host_facts(),
-            container={"command": self.command, "env": penv, "user": f"{os.getuid()}:{os.getgid()}",
-                       "network": "host", "read_only_root": False, "cpus": self.parallel,
-                       "memory_bytes": None, "mounts": {str(self.root): "root", str(self.work): "work"}},
+            lock={}, image=image, runtime=runtime, host=host_facts(), container=container,
             cache_key=key, inputs=self.inputs, replay_of=self.replay_of,
         )
         self.t0 = time.perf_counter()
         self.runs.save(self.record)
         return self.record
 
+    def executor(self):  # noqa: ANN201 - runner.Executor | None
+        """Where the planned items run: ``None`` (this process) or the stage's container."""
+        if self.container is None:
+            return None
+
+        def run_in_container(todo: list[str], on_item) -> str | None:  # noqa: ANN001
+            assert self.record is not None and self._spec is not None
+            job = {"stage": self.stage, "items": todo, "parallel": self.parallel,
+                   "options": {"root": str(self.root), "work": str(self.work), **self.job}}
+            return self.container.execute(self._spec, self.store.path_of(self.record.recipe["code_sha256"]),
+                                          job, on_item)
+
+        return run_in_container
+
+    def _cleanup(self) -> None:
+        if self._job_dir is not None:
+            shutil.rmtree(self._job_dir, ignore_errors=True)
+            self._job_dir = None
+
     def finish(self, outputs: dict[str, tuple[Path, str]], verdicts: list[dict[str, Any]],
                exit_code: int, error: str | None = None) -> RunRecord:
         """``outputs``: name -> (file, policy). ``verdicts`` become the ``verdicts.json`` output."""
+        self._cleanup()
         r = self.record
         assert r is not None
         entries = []
@@ -195,6 +233,7 @@ class StageRun:
 
     def abort(self, err: BaseException) -> None:
         """The stage raised: the record says so (as ``appliance run`` does), then the error goes on."""
+        self._cleanup()
         r = self.record
         if r is None:
             return
@@ -264,7 +303,7 @@ def replay_stage(run_id: str, home: Path | None = None):  # noqa: ANN201 - (Repl
     settings = Settings.load(home=home)
     store, runs = ContentStore(settings.store_root), RunStore(settings.home)
     original = runs.load(run_id)
-    if original.runtime.get("name") != RUNTIME:
+    if not str(original.recipe.get("name", "")).startswith("pipeline-"):
         raise InputError(f"run {original.run_id} is not a pipeline stage run; use `appliance replay`")
     if original.state != "succeeded":
         raise InputError(f"run {original.run_id} did not succeed ({original.error}); nothing to replay")
@@ -292,8 +331,11 @@ def _rerun(stage: str, root: Path, work: Path, params: dict[str, Any], original:
            home: Path, label: str | None) -> RunRecord:
     from appliance.pipeline import stages
 
-    common = {"parallel": int(original.container.get("cpus") or 1), "resume": False, "progress": False,
-              "home": home, "replay_of": original.run_id, "label": label}
+    common: dict[str, Any] = {"parallel": int(original.container.get("cpus") or 1), "resume": False,
+                              "progress": False, "home": home, "replay_of": original.run_id, "label": label}
+    if original.runtime.get("name") not in (None, RUNTIME):  # in the image it ran in, by ID
+        common["runtime"] = original.runtime["name"]
+        common["replay_image"] = (original.image["image_id"], original.image.get("packages") or {})
     folders = list(params.get("folders") or [])
     for f in folders:  # an empty folder has no input file to bring it back
         (root / f).mkdir(parents=True, exist_ok=True)

@@ -54,16 +54,21 @@ def _work_files(work: Path, sub: str, iid: str) -> dict[str, tuple[Path, str]]:
 
 def run_products(root: Path, work: Path, folders: list[str] | None = None, parallel: int = 2,
                  resume: bool = True, progress: bool = True, home: Path | None = None,
-                 replay_of: str | None = None, label: str | None = None) -> tuple[RunSummary, Path]:
+                 replay_of: str | None = None, label: str | None = None, runtime: str = "host",
+                 replay_image: tuple[str, dict[str, str]] | None = None) -> tuple[RunSummary, Path]:
     """Classify every observation folder, then write the archive's ``products.xml`` (validated).
 
     The execution is a run with a record in the run store (``stagerun``): inputs the files of the
-    folders processed, outputs their XML parts, rebuilt images, ``products.xml`` and the verdicts."""
+    folders processed, outputs their XML parts, rebuilt images, ``products.xml`` and the verdicts.
+    ``runtime``: ``host`` (this process) or a container runtime that runs the items in the locked
+    ``stages`` image (``appliance.pipeline.container``)."""
     root, work = Path(root).resolve(), Path(work).resolve()
     folders = list_observations(root) if folders is None else folders
     label = label or str(root)
+    work.mkdir(parents=True, exist_ok=True)
     run = stagerun.StageRun("products", root, work, ["appliance", "pipeline", "products", "--root", "ROOT",
-                                                     "--work", "WORK"], {}, parallel, home, replay_of, label)
+                                                     "--work", "WORK"], {}, parallel, home, replay_of, label,
+                            runtime=runtime, job={"label": label}, replay_image=replay_image)
 
     def plan(todo: list[str]) -> None:
         run.params["folders"] = list(todo)
@@ -74,7 +79,8 @@ def run_products(root: Path, work: Path, folders: list[str] | None = None, paral
     def body(run: stagerun.StageRun) -> tuple[RunSummary, Path]:
         prod.warm()  # this process needs them for products.xml; forked workers inherit them
         summary = run_stage("products", folders, partial(products_one, str(root), str(work), label=label), work,
-                            parallel=parallel, resume=resume, progress=progress, on_plan=plan)
+                            parallel=parallel, resume=resume, progress=progress, on_plan=plan,
+                            executor=run.executor())
         out, assembled = _assemble_products(root, work, folders, summary, label)
         outputs: dict[str, tuple[Path, str]] = {}
         for f in summary.ran:
@@ -151,11 +157,13 @@ def image_one(root: str, work: str, detectors: tuple[str, ...], truth_file: str 
 def run_image(root: Path, work: Path, detectors: tuple[str, ...] = ("sextractor", "aegean", "emcee"),
               folders: list[str] | None = None, parallel: int = 2, resume: bool = True,
               progress: bool = True, home: Path | None = None, replay_of: str | None = None,
-              label: str | None = None):  # noqa: ANN201 - (RunSummary, Quality | None)
+              label: str | None = None, runtime: str = "host",
+              replay_image: tuple[str, dict[str, str]] | None = None):  # noqa: ANN201 - (RunSummary, Quality | None)
     """Detect and measure on every observation ``products`` marked done; score against the truth.
 
     A run with a record (``stagerun``): inputs each processed item's products part, its folder's
-    files, its rebuilt images and ``truth.json``; outputs the catalogs, the quality and verdicts."""
+    files, its rebuilt images and ``truth.json``; outputs the catalogs, the quality and verdicts.
+    ``runtime`` as for ``run_products``."""
     from appliance.pipeline.detect import DETECTORS
     from appliance.pipeline.errors import UsageProblem
 
@@ -164,9 +172,11 @@ def run_image(root: Path, work: Path, detectors: tuple[str, ...] = ("sextractor"
         raise UsageProblem("--detectors", f"choose from {', '.join(DETECTORS)} (got {', '.join(detectors) or 'none'})")
     root, work = Path(root).resolve(), Path(work).resolve()
     folders = list_observations(root) if folders is None else folders
+    work.mkdir(parents=True, exist_ok=True)
     run = stagerun.StageRun("image", root, work, ["appliance", "pipeline", "image", "--root", "ROOT", "--work",
                                                   "WORK", "--detectors", ",".join(detectors)],
-                            {"detectors": list(detectors)}, parallel, home, replay_of, label)
+                            {"detectors": list(detectors)}, parallel, home, replay_of, label,
+                            runtime=runtime, job={"detectors": list(detectors)}, replay_image=replay_image)
 
     def plan(todo: list[str]) -> None:
         run.params["folders"] = list(todo)
@@ -195,8 +205,10 @@ def _image_body(run: stagerun.StageRun, root: Path, work: Path, detectors: tuple
 
         truth_file = str(work / "truth-by-folder.json")
         atomic_write_json(truth_file, load_truth(root))
+        run.job["truth_file"] = truth_file
     summary = run_stage("image", folders, partial(image_one, str(root), str(work), tuple(detectors), truth_file),
-                        work, parallel=parallel, resume=resume, progress=progress, on_plan=plan)
+                        work, parallel=parallel, resume=resume, progress=progress, on_plan=plan,
+                        executor=run.executor())
     outputs: dict[str, tuple[Path, str]] = {}
     for f in summary.ran:
         outputs.update(_work_files(work, "image", item_id(f)))

@@ -38,9 +38,10 @@ class WebState:
     """What the app keeps between requests: paths, token, SAMP bridge, open pages."""
 
     def __init__(self, root: Path, work: Path, token: str | None, parallel: int = 2,
-                 detectors: tuple[str, ...] = ("sextractor", "aegean", "emcee")):
+                 detectors: tuple[str, ...] = ("sextractor", "aegean", "emcee"), runtime: str = "host"):
         self.root, self.work = Path(root).resolve(), Path(work).resolve()
         self.token, self.parallel, self.detectors = token, parallel, detectors
+        self.runtime = runtime  # where a run's items run (host, or a container runtime: the stages image)
         self.run_lock = threading.Lock()
         self.queues: set = set()  # of asyncio.Queue, one per open page
         self.loop: Any = None  # the asyncio loop serving the app
@@ -227,10 +228,11 @@ class WebState:
             par = 1 if folders is not None and len(folders) <= 1 else self.parallel
             if stage == "products":
                 summary, _xml = run_products(self.root, self.work, folders=folders, parallel=par,
-                                             resume=not restart, progress=False)
+                                             resume=not restart, progress=False, runtime=self.runtime)
             else:
                 summary, _q = run_image(self.root, self.work, detectors=detectors or self.detectors,
-                                        folders=folders, parallel=par, resume=not restart, progress=False)
+                                        folders=folders, parallel=par, resume=not restart, progress=False,
+                                        runtime=self.runtime)
         finally:
             self.run_lock.release()
         self.publish({"type": "run", "stage": stage, "ok": summary.ok, "t_server_ms": time.time() * 1000})
@@ -454,7 +456,9 @@ def serve(a: argparse.Namespace) -> int:
         return Exit.NOT_FOUND
     work.mkdir(parents=True, exist_ok=True)
     detectors = tuple(d for d in a.detectors.split(",") if d)
-    state = WebState(root, work, token, parallel=a.parallel, detectors=detectors)
+    from appliance.pipeline.container import runtime_of
+
+    state = WebState(root, work, token, parallel=a.parallel, detectors=detectors, runtime=runtime_of(a))
     host_in_url = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
     config = uvicorn.Config(create_app(state), host=a.host, port=a.port, log_level="warning",
                             ws="websockets-sansio", timeout_graceful_shutdown=5)
@@ -494,6 +498,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="register with a SAMP hub and bridge it to the page (default on)")
     p.add_argument("--parallel", type=int, default=2, help="worker processes for a run over many items")
     p.add_argument("--detectors", default="sextractor,aegean,emcee", help="detectors for the image stage")
+    from appliance.pipeline.container import add_runtime_option
+
+    add_runtime_option(p)
     p.set_defaults(func=serve)
 
 
