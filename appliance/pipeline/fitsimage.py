@@ -23,12 +23,13 @@ _UNSET = object()
 _NOT_PLAIN = re.compile(rb"^(?:[AB]P?_ORDER|A_\d|B_\d|CPDIS|CPERR|DP\d|DQ\d|D2IM|PV\d|CQDIS)",
                         re.MULTILINE)
 _SCALED = re.compile(rb"BSCALE|BZERO|BLANK")  # anywhere in the header: when in doubt, read it now
-# the plain reader declines a header with any of these anywhere, in any case (astropy's keywords
-# are case-blind): scaling, blanking, random groups, long-keyword cards
-_NOT_FAST = re.compile(rb"BSCALE|BZERO|BLANK|GROUPS|HIERARCH", re.IGNORECASE)
 _SIMPLE = b"SIMPLE  =                    T"
 _END_CARD = b"END" + b" " * 77
 _INT = re.compile(rb"[-+]?\d+")
+# a card's value that is a string with no quote and no colon in it (so no record-valued keyword),
+# then blanks and at most a comment: astropy's value is the text (right-stripped by its default)
+_PLAIN_STRING = re.compile(rb"= '([ -&(-9;-~]*)' *(?:/[ -~]*)?")
+_FAST_DECLINES = (b"BSCALE", b"BZERO", b"BLANK", b"GROUPS", b"HIERARCH")
 _FIRST_READ = 2880 * 8  # a small image in one read; a large one's header blocks first
 
 
@@ -115,6 +116,12 @@ def _raw_get(raw: bytes, key: str) -> Any:
             continue
         if card[:8].upper() != k8 or card[8:10] != b"= " or raw[i + 80:i + 88] == b"CONTINUE":
             return _UNSET  # another spelling, no value indicator, a long string: the header decides
+        m = _PLAIN_STRING.fullmatch(card, 8)
+        if m is not None:  # 'text' with no quote or colon inside: what astropy's Card gives
+            from astropy.io.fits import conf
+
+            text = m.group(1).decode("ascii")
+            return text.rstrip() if conf.strip_header_whitespace else text
         from astropy.io.fits import Card
         from astropy.io.fits.card import UNDEFINED
 
@@ -141,17 +148,27 @@ def _celestial_wcs(header: Any) -> Any:
             return None
 
 
+def _plain_text(raw: bytes) -> bytes | None:
+    """The cards before END, or None if there is no END card or one of them makes astropy's WCS do
+    more than wcslib alone (``_NOT_PLAIN`` at the start of a card)."""
+    cards = [raw[i:i + 80] for i in range(0, len(raw) - 79, 80)]
+    end = next((i for i, c in enumerate(cards) if c.rstrip() == b"END"), None)
+    if end is None:
+        return None
+    # the pattern looks at a card's first 8 bytes: the keywords alone unless a card holds a newline
+    lines = b"\n".join(cards[:end]) if b"\n" in raw else b"\n".join(c[:8] for c in cards[:end])
+    if _NOT_PLAIN.search(lines):
+        return None
+    return raw[:end * 80]
+
+
 def _plainly_celestial(raw: bytes) -> bool:
     """True if wcslib alone finds celestial axes in a raw header with nothing astropy's ``WCS``
     would treat differently; False means: undecided, ask the full WCS."""
     from astropy.wcs import Wcsprm
 
-    cards = [raw[i:i + 80] for i in range(0, len(raw) - 79, 80)]
-    end = next((i for i, c in enumerate(cards) if c.rstrip() == b"END"), None)
-    if end is None:
-        return False
-    text = b"".join(cards[:end])
-    if _NOT_PLAIN.search(b"\n".join(cards[:end])):
+    text = _plain_text(raw)
+    if text is None:
         return False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -165,14 +182,13 @@ def _plainly_celestial(raw: bytes) -> bool:
 def _radec_plain(raw: bytes, x: float, y: float) -> tuple[float, float] | None:
     from astropy.wcs import WCSSUB_CELESTIAL, Wcsprm
 
-    cards = [raw[i:i + 80] for i in range(0, len(raw) - 79, 80)]
-    end = next((i for i, c in enumerate(cards) if c.rstrip() == b"END"), None)
-    if end is None or _NOT_PLAIN.search(b"\n".join(cards[:end])):
+    text = _plain_text(raw)
+    if text is None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            w = Wcsprm(header=b"".join(cards[:end]), key=" ", relax=True)
+            w = Wcsprm(header=text, key=" ", relax=True)
             w.fix("", None)
             w.set()
             c = w.sub([WCSSUB_CELESTIAL])
@@ -236,8 +252,9 @@ def _read_plain(path: Path) -> tuple[bytes, np.ndarray] | None:
             raw = buf[:end + 80]
             if not raw.isascii() or not raw.startswith(_SIMPLE) or raw[30:80].strip()[:1] not in (b"", b"/"):
                 return None
-            if _NOT_FAST.search(raw):
-                return None
+            up = raw.upper()  # astropy's keywords are case-blind
+            if any(k in up for k in _FAST_DECLINES):
+                return None  # scaling, blanking, random groups, long-keyword cards anywhere
             cards = [raw[i:i + 80] for i in range(0, end, 80)]
             if any(c[:3].upper() == b"END" for c in cards):
                 return None  # an END-like card before the END: astropy's reading may differ
