@@ -16,14 +16,13 @@ The record is the one ``appliance run`` writes (``appliance.runs.record``, docs/
   a checksum, 9 when any failed on a transfer or service error); ``state`` failed when
   it is not 0, with the first failure as ``error``; ``cache_key`` over the same parts as a recipe's.
 
-The runtime is what it is: **this host process** (``runtime.name = host-process``). The stages'
-tools (source-extractor, AegeanTools, emcee, xmlschema, scipy) are not in any locked image (the
-``pipeline`` image has python3, numpy, astropy and yaml only), so there is no container to name.
-In place of an image ID the record names the environment: ``image.image_id`` is
-``host-env:sha256:...`` over the Python and package versions and source-extractor's version, which
-are listed in ``image.packages``. A container runtime slots in at ``execute``: the command is the
-stage's own command line, inputs are below ``root/`` and ``work/`` (mountable read-only), outputs
-below ``work/`` (the one writable mount).
+Where the items run: in the locked ``stages`` image through a container runtime (``runtime``
+docker, podman; ``appliance.pipeline.container``): ``image`` names that image by ID, ``runtime``
+and ``container`` the engine and the container as a recipe run's record does. With ``runtime =
+host`` they run in this process (``runtime.name = host-process``) and ``image.image_id`` is
+``host-env:sha256:...`` over the Python and package versions and source-extractor's version,
+listed in ``image.packages``. ``recipe.kind = pipeline-stage`` tells ``appliance replay`` to
+hand the record to ``replay_stage``, which runs again in the image the record names.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from appliance.runs.record import FileEntry, RunRecord, RunStore, new_run_id, ut
 from appliance.store import ContentStore
 
 RUNTIME = "host-process"
+KIND = "pipeline-stage"  # recipe.kind: `appliance replay` hands these records to replay_stage
 PACKAGES = ("numpy", "scipy", "astropy", "lxml", "xmlschema", "elementpath", "emcee", "AegeanTools", "tqdm", "requests")
 # the variables that can change numerical results or text output of the stage's process
 ENV_KEYS = ("TZ", "LC_ALL", "LANG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -176,7 +176,7 @@ class StageRun:
         key = self._key(image["image_id"], penv, code.sha256)
         self.record = RunRecord(
             run_id=new_run_id(f"pipeline-{self.stage}"), state="running",
-            recipe={"name": f"pipeline-{self.stage}", "directory": str(self.work),
+            recipe={"name": f"pipeline-{self.stage}", "kind": KIND, "directory": str(self.work),
                     "definition": {"stage": self.stage, "command": self.command, "params": self.params,
                                    "root": self.label or str(self.root), "work": str(self.work)},
                     "code_sha256": code.sha256, "code_directory": str(code_package())},
@@ -299,11 +299,12 @@ def replay_stage(run_id: str, home: Path | None = None):  # noqa: ANN201 - (Repl
     """Run the stage of ``run_id`` again on the recorded input bytes with the recorded params in a
     fresh area, record the replay (``replay_of``) and compare every output by its recorded policy."""
     from appliance.compare.verdict import compare_outputs
+    from appliance.runs.replay import run_kind
 
     settings = Settings.load(home=home)
     store, runs = ContentStore(settings.store_root), RunStore(settings.home)
     original = runs.load(run_id)
-    if not str(original.recipe.get("name", "")).startswith("pipeline-"):
+    if run_kind(original) != KIND:
         raise InputError(f"run {original.run_id} is not a pipeline stage run; use `appliance replay`")
     if original.state != "succeeded":
         raise InputError(f"run {original.run_id} did not succeed ({original.error}); nothing to replay")

@@ -41,14 +41,23 @@ def prepared_from_record(runner: Runner, record: RunRecord) -> Prepared:
     )
 
 
-# Runs that no container runtime made are replayed by the code that made them (imported on use:
-# the run layer does not depend on the pipeline).
-STAGE_REPLAYERS = {"host-process": "appliance.pipeline.stagerun"}
+# Runs that no recipe made are replayed by the code that made them (imported on use: the run layer
+# does not depend on the pipeline), by the record's ``recipe.kind``.
+STAGE_REPLAYERS = {"pipeline-stage": "appliance.pipeline.stagerun"}
+
+
+def run_kind(record: RunRecord) -> str:
+    """``recipe`` for recipe runs, else the record's ``recipe.kind`` (records of pipeline stages
+    written before the field existed say ``runtime.name = host-process``)."""
+    kind = record.recipe.get("kind")
+    if kind is None and record.runtime.get("name") == "host-process":
+        kind = "pipeline-stage"
+    return str(kind or "recipe")
 
 
 def replay(runner: Runner, run_id: str) -> tuple[ReplayVerdict, RunRecord]:
     original = runner.runs.load(run_id)
-    module = STAGE_REPLAYERS.get(original.runtime.get("name", ""))
+    module = STAGE_REPLAYERS.get(run_kind(original))
     if module is not None:
         import importlib
 

@@ -98,6 +98,12 @@ def test_container_run_equals_host_run_and_record_names_the_image(engine, archiv
     verdict, new = replay_stage(runs["docker"][2].run_id, home=run_home)
     assert verdict.ok, verdict.to_dict()
     assert new.runtime["name"] == "docker" and new.image["image_id"] == engine
+    # and `appliance replay` hands a stage run in a container to the stage's replayer too
+    r = subprocess.run([sys.executable, "-m", "appliance.cli", "replay", runs["docker"][1].run_id],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    latest = max(RunStore(run_home).list(), key=lambda x: x.started_at)
+    assert latest.replay_of == runs["docker"][1].run_id and latest.runtime["name"] == "docker"
 
 
 def _locked(job_dir: Path) -> bool:
