@@ -218,3 +218,26 @@ def test_string_cards_read_without_astropys_card_give_its_value():
             continue
         assert got == want and type(got) is type(want), (t, got, want)
     assert fi._raw_get(("OBJECT  = 'abc  ' / c".ljust(80) + "END".ljust(80)).encode(), "OBJECT") == "abc"
+
+
+def test_long_headers_and_large_images_are_read_in_pieces(tmp_path):
+    """A header longer than the first read and data beyond it: the same header bytes and data."""
+    rng = np.random.default_rng(5)
+    h = _celestial()
+    for i in range(400):  # 400 cards: 12 header blocks, past the first read of 8
+        h.add_history(f"step {i}")
+    h["OBJECT"] = "late card"
+    big = rng.normal(size=(200, 180)).astype(np.float32)
+    big[5, 7] = np.nan
+    for name, data in (("longhdr.fits", big[:20, :30]), ("big.fits", big), ("f8.fits", big.astype(np.float64))):
+        path = _write(tmp_path / name, [fits.PrimaryHDU(data, header=h)])
+        raw, got = fi._read_plain(path)
+        ref, header = _astropy(path)
+        assert raw == fi._primary_header_bytes(path) and len(raw) > fi._FIRST_READ
+        assert np.array_equal(got, ref, equal_nan=True) and got.shape == data.shape, name
+        im = fi.read_image(path)
+        assert im.get("OBJECT") == header["OBJECT"] == "late card" and im.centre_radec() is not None
+    b = (tmp_path / "big.fits").read_bytes()
+    (tmp_path / "cut.fits").write_bytes(b[:len(b) - 3000])  # data cut past the first read
+    assert fi._read_plain(tmp_path / "cut.fits") is None
+    assert _reason(fi.read_image, tmp_path / "cut.fits") == _reason(fi._read_astropy, tmp_path / "cut.fits")
