@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -79,6 +80,7 @@ class PartitionSummary:
     delimiter: str = ","  # field separator of the chunk files (the input's, for CSV/TSV passed through)
     workers: int = 1
     files: int = 0
+    phases: dict = field(default_factory=dict)  # wall seconds per phase (plan, pass1, index, pass2, ...)
 
     @property
     def ok(self) -> bool:
@@ -191,6 +193,7 @@ class _Job:
     batch_rows: int
     delimiter: str
     buffer_bytes: int = 48 << 20  # the buffer budget (see partition_table)
+    index_bits: int = 0  # director: its (id, location) pairs are scattered into 2^index_bits hash buckets
 
 
 def _dense_chunks(chunker: Chunker) -> tuple[np.ndarray, int]:
@@ -283,58 +286,51 @@ def _run_job(job: _Job) -> dict:
     counts = np.zeros(n_keys, dtype=np.int64)
     footprint = _Footprint()
     index = DirectorIndex(Path(job.index_dir)) if job.index_dir else None
-    # the director's (id, location) pairs, unsorted, as two files (ids, locations): sorting reads one at a time
-    raw_ids = open(work / f"index_ids_{job.worker}.bin", "wb") if index is None else None  # noqa: SIM115
-    raw_locs = open(work / f"index_loc_{job.worker}.bin", "wb") if index is None else None  # noqa: SIM115
+    # the director's (id, location) pairs, unsorted, per hash bucket as two files (ids, locations)
+    raw = _RawIndex(work, job.worker, job.index_bits) if index is None else None
     rows_done = orphans = 0
     bad_count, first_bad = 0, None
     float_cols = (job.ra, job.dec) if index is None else ()
     need = [c for c in (job.ra, job.dec, job.key) if c] if index is None else [job.key]
-    try:
-        for row0, body, cols in iter_batches(job.spec, job.split, need, job.batch_rows, positions_only=first_bad is not None, float_cols=float_cols):
-            n = next(iter(cols.values())).size
-            if index is None:
-                ra, dec = cols[job.ra], cols[job.dec]
-                bad, bad_dec = _bad_positions(ra, dec)
-                if bad.any():
-                    i = int(np.flatnonzero(bad)[0])
-                    bad_count += int(bad.sum())
-                    if first_bad is None:
-                        col, val = (job.dec, dec[i]) if bad_dec[i] else (job.ra, ra[i])
-                        first_bad = {"row": row0 + i, "column": col, "value": float(val)}
-                    continue
-                if first_bad is not None or body is None:
-                    continue
-                loc = chunker.locate_all(ra, dec)
-                footprint.add(ra, dec)
-                keys = np.concatenate([loc.chunk_id.astype(np.int64) * 2, loc.overlap_chunk_id.astype(np.int64) * 2 + 1])
-                rows = np.concatenate([np.arange(n, dtype=np.int64), loc.overlap_row])
-                subs = np.concatenate([loc.sub_chunk_id, loc.overlap_sub_chunk_id])
-                packed = (loc.chunk_id.astype(np.int64) << 32) | loc.sub_chunk_id.astype(np.int64)
-                ids = np.asarray(cols[job.key])
-                if ids.dtype.kind not in "iu":
-                    raise CatalogError(job.split.path, f"the id column must be integer, not {ids.dtype}", job.key)
-                raw_ids.write(ids.astype(np.int64, copy=False).tobytes())  # type: ignore[union-attr]
-                raw_locs.write(packed.tobytes())  # type: ignore[union-attr]
-            else:
-                found, packed = index.lookup(np.asarray(cols[job.key]).astype(np.int64))
-                orphans += int((~found).sum())
-                rows = np.flatnonzero(found)
-                packed = packed[rows]
-                keys = (packed >> 32) * 2
-                subs = (packed & 0xFFFFFFFF).astype(np.int32)
-            counts += np.bincount(keys, minlength=n_keys)
-            if keys.size:
-                _place(body, keys, rows, subs, buckets_of_key, spill, job.delimiter, _render_piece(job.buffer_bytes))  # type: ignore[arg-type]
-            rows_done += n
-    finally:
-        for fh in (raw_ids, raw_locs):
-            if fh is not None:
-                fh.close()
+    for row0, body, cols in iter_batches(job.spec, job.split, need, job.batch_rows, positions_only=first_bad is not None, float_cols=float_cols):
+        n = next(iter(cols.values())).size
+        if index is None:
+            ra, dec = cols[job.ra], cols[job.dec]
+            bad, bad_dec = _bad_positions(ra, dec)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                bad_count += int(bad.sum())
+                if first_bad is None:
+                    col, val = (job.dec, dec[i]) if bad_dec[i] else (job.ra, ra[i])
+                    first_bad = {"row": row0 + i, "column": col, "value": float(val)}
+                continue
+            if first_bad is not None or body is None:
+                continue
+            loc = chunker.locate_all(ra, dec)
+            footprint.add(ra, dec)
+            keys = np.concatenate([loc.chunk_id.astype(np.int64) * 2, loc.overlap_chunk_id.astype(np.int64) * 2 + 1])
+            rows = np.concatenate([np.arange(n, dtype=np.int64), loc.overlap_row])
+            subs = np.concatenate([loc.sub_chunk_id, loc.overlap_sub_chunk_id])
+            packed = (loc.chunk_id.astype(np.int64) << 32) | loc.sub_chunk_id.astype(np.int64)
+            ids = np.asarray(cols[job.key])
+            if ids.dtype.kind not in "iu":
+                raise CatalogError(job.split.path, f"the id column must be integer, not {ids.dtype}", job.key)
+            raw.append(ids.astype(np.int64, copy=False), packed)  # type: ignore[union-attr]
+        else:
+            found, packed = index.lookup(np.asarray(cols[job.key]).astype(np.int64))
+            orphans += int((~found).sum())
+            rows = np.flatnonzero(found)
+            packed = packed[rows]
+            keys = (packed >> 32) * 2
+            subs = (packed & 0xFFFFFFFF).astype(np.int32)
+        counts += np.bincount(keys, minlength=n_keys)
+        if keys.size:
+            _place(body, keys, rows, subs, buckets_of_key, spill, job.delimiter, _render_piece(job.buffer_bytes))  # type: ignore[arg-type]
+        rows_done += n
     _release_memory()  # in a pool worker: before it takes pass-2 buckets
     return {
         "worker": job.worker, "rows": rows_done, "orphans": orphans, "counts": counts,
-        "footprint": footprint, "bad_count": bad_count, "first_bad": first_bad,
+        "footprint": footprint, "bad_count": bad_count, "first_bad": first_bad
     }
 
 
@@ -354,6 +350,17 @@ def _buffer_bytes(buffer_mb: float) -> int:
     if isinstance(buffer_mb, bool) or not lo <= mb <= hi:  # NaN too
         raise PartitionConfigError(f"buffer_mb (--buffer-mb): expected a number of MB from {lo} to {hi:g}, got {buffer_mb!r}")
     return int(mb * (1 << 20))
+
+
+def _workers(workers) -> int:
+    """The number of processes; a bad value is one line naming the option, exit 2 (PartitionConfigError)."""
+    try:
+        n = int(workers) if isinstance(workers, str) else workers
+    except ValueError:
+        n = None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise PartitionConfigError(f"workers (--workers): expected a whole number of processes, 1 or more, got {workers!r}")
+    return n
 
 
 def _read_limit(buffer_bytes: int) -> int:
@@ -382,20 +389,29 @@ def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
     read_limit, gather_limit = _read_limit(buffer_bytes), _gather_limit(buffer_bytes)
     work_p = Path(work)
     maps, arrays, keys_l = [], [], []
-    runs = piece = view = None
+    runs = piece = view = buf = None
     files = 0
     try:
+        spills = []
         for w in range(workers):
             data_p, side_p = work_p / f"spill_{w}_{bucket}.bin", work_p / f"spill_{w}_{bucket}.idx"
-            if not side_p.exists() or data_p.stat().st_size == 0:
-                continue
+            if side_p.exists() and (size := data_p.stat().st_size):
+                spills.append((data_p, side_p, size))
+        # the splits' spills are read into one reused buffer (mmap page faults cost 2.5 s of system
+        # time per 1e6 whole-sky rows) while they fit in ``_read_limit`` together; beyond it (skewed
+        # data) they are mapped and their pages dropped as we go
+        read, total = [], 0
+        for _, _, size in spills:
+            read.append(total + size <= read_limit)
+            total += size if read[-1] else 0
+        buf = memoryview(_reusable(0, total, buffer_bytes)) if total else None
+        pos = 0
+        for (data_p, side_p, size), is_read in zip(spills, read, strict=True):
             side = np.fromfile(side_p, dtype=np.int64).reshape(-1, 2)
             with open(data_p, "rb") as fh:
-                # small spills are read (mmap page faults cost 2.5 s of system time per 1e6 whole-sky
-                # rows); one beyond ``_read_limit`` (skewed data) is mapped and its pages dropped as we go
-                size = data_p.stat().st_size
-                if size <= read_limit:
-                    mm = memoryview(_reusable(w, size, buffer_bytes))[:size]
+                if is_read:
+                    mm = buf[pos : pos + size]  # type: ignore[index]
+                    pos += size
                     fh.readinto(mm)
                 else:
                     mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -457,6 +473,8 @@ def _write_bucket(args: tuple[str, str, int, int, int]) -> int:
                 mm.close()
             else:
                 mm.release()
+        if buf is not None:
+            buf.release()
     return files
 
 
@@ -508,11 +526,7 @@ class DirectorIndex:
         self.bits = int(meta["bits"])
 
     def bucket_of(self, ids: np.ndarray) -> np.ndarray:
-        if self.bits == 0:
-            return np.zeros(ids.size, dtype=np.int64)
-        h = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        h >>= np.uint64(64 - self.bits)  # in place: one temporary, not three
-        return h.view(np.int64)
+        return _hash_bucket(ids, self.bits)
 
     def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found = np.zeros(ids.size, dtype=bool)
@@ -539,30 +553,83 @@ INDEX_SCATTER_ROWS = 1 << 20  # (id, location) pairs scattered into hash buckets
 INDEX_WRITE_ROWS = 1 << 18  # sorted ids (or locations) gathered and written at once: 2 MB
 
 
-def _build_index(work: Path, workers: int, n_rows: int, source: str, key: str) -> None:
+def _hash_bucket(ids: np.ndarray, bits: int) -> np.ndarray:
+    """The director index's bucket of each id: the top ``bits`` of a multiplicative hash."""
+    if bits == 0:
+        return np.zeros(ids.size, dtype=np.int64)
+    h = np.ascontiguousarray(ids, dtype=np.int64).view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h >>= np.uint64(64 - bits)  # in place: one temporary, not three
+    return h.view(np.int64)
+
+
+def _index_bits(n_rows: int) -> int:
+    """Hash bits of the director index: buckets of at most INDEX_BUCKET_ROWS ids."""
+    return max(0, math.ceil(math.log2(n_rows / INDEX_BUCKET_ROWS))) if n_rows > INDEX_BUCKET_ROWS else 0
+
+
+class _RawIndex:
+    """One pass-1 job's (id, location) pairs, unsorted, scattered by hash into ``2^bits`` pairs of files.
+
+    A bucket at ``k <= bits`` bits is the fine buckets ``[b << (bits - k), (b + 1) << (bits - k))``
+    (the top bits of one hash), so the index is sorted bucket by bucket without a serial scatter.
+    """
+
+    def __init__(self, work: Path, job: int, bits: int):
+        self.work, self.job, self.bits = work, job, bits
+
+    @staticmethod
+    def paths(work: Path, job: int, fine: int) -> tuple[Path, Path]:
+        return work / f"index_ids_{job}_{fine}.bin", work / f"index_loc_{job}_{fine}.bin"
+
+    def append(self, ids: np.ndarray, locs: np.ndarray) -> None:
+        if self.bits == 0:
+            cuts, order = [0, ids.size], None
+        else:
+            b = _hash_bucket(ids, self.bits)
+            order = np.argsort(b.astype(np.uint16), kind="stable")  # a radix sort
+            cuts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=1 << self.bits))]).tolist()
+        for fine in range(len(cuts) - 1):
+            c0, c1 = cuts[fine], cuts[fine + 1]
+            if c1 > c0:
+                sel = slice(None) if order is None else order[c0:c1]
+                ids_p, loc_p = self.paths(self.work, self.job, fine)
+                with open(ids_p, "ab") as fh:
+                    fh.write(ids[sel].tobytes())
+                with open(loc_p, "ab") as fh:
+                    fh.write(locs[sel].tobytes())
+
+
+def _build_index(work: Path, workers: int, n_rows: int, source: str, key: str, run=None, fine_bits: int = 0) -> None:
     """Sort the director's (id, location) pairs of pass 1 into the hash buckets of :class:`DirectorIndex`.
 
-    Memory is 16 bytes per pair of the largest bucket (its ids or its locations, and the sort
-    permutation), at most INDEX_BUCKET_ROWS pairs whatever the table's size, plus pieces of
-    INDEX_SCATTER_ROWS / INDEX_WRITE_ROWS pairs.
+    Pass 1 scattered the pairs into ``2^fine_bits`` hash buckets; each bucket of the index (as
+    many or fewer bits) is sorted by ``run`` (the pool's: one job per bucket, in parallel). Only
+    when the rows outgrew the estimate (CSV) are the pairs scattered again here. Memory is 16 bytes
+    per pair of the largest bucket (its ids or its locations, and the sort permutation), at most
+    INDEX_BUCKET_ROWS pairs whatever the table's size, plus pieces of INDEX_SCATTER_ROWS /
+    INDEX_WRITE_ROWS pairs.
     """
     out = work / INDEX_DIR
     out.mkdir()
-    bits = max(0, math.ceil(math.log2(max(n_rows, 1) / INDEX_BUCKET_ROWS))) if n_rows > INDEX_BUCKET_ROWS else 0
+    bits = _index_bits(n_rows)
     atomic_write_json(out / "meta.json", {"bits": bits, "rows": n_rows, "key": key})
-    index = DirectorIndex(out)
-    raws = [(work / f"index_ids_{w}.bin", work / f"index_loc_{w}.bin") for w in range(workers)]
     n_b = 1 << bits
-    if bits:
+    fine = [[_RawIndex.paths(work, w, f) for w in range(workers)] for f in range(1 << fine_bits)]
+    if bits <= fine_bits:
+        step = 1 << (fine_bits - bits)
+        parts = [[p for f in range(b * step, (b + 1) * step) for p in fine[f]] for b in range(n_b)]
+    else:
         parts = [[(out / f"unsorted_ids_{b}.bin", out / f"unsorted_loc_{b}.bin")] for b in range(n_b)]
-        for ids_p, loc_p in raws:
+        for ids_p, loc_p in (p for group in fine for p in group):
+            if not ids_p.exists():
+                continue
             with open(ids_p, "rb") as f_ids, open(loc_p, "rb") as f_loc:
                 while True:
                     ids = np.fromfile(f_ids, dtype=np.int64, count=INDEX_SCATTER_ROWS)
                     if not ids.size:
                         break
                     locs = np.fromfile(f_loc, dtype=np.int64, count=ids.size)
-                    b = index.bucket_of(ids)
+                    b = _hash_bucket(ids, bits)
                     order = np.argsort(b.astype(np.uint16) if bits <= 16 else b, kind="stable")  # a radix sort
                     cuts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=n_b))]).tolist()
                     del b
@@ -578,41 +645,54 @@ def _build_index(work: Path, workers: int, n_rows: int, source: str, key: str) -
                     del ids, locs, order
             ids_p.unlink()
             loc_p.unlink()
-    else:
-        parts = [raws]
-    for b in range(n_b):
-        present = [(i, lc) for i, lc in parts[b] if i.exists()]
-        sizes = [i.stat().st_size // 8 for i, _ in present]
-        ids = _read_concat([i for i, _ in present], sizes)
-        # the ids are meant to be unique, and then any sort gives the stable sort's permutation;
-        # duplicates are refused below whatever their order
-        order = np.argsort(ids)
-        first_dup, n_dup = None, 0
-        with open(out / f"ids_{b}.npy", "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (ids.size,)})
-            last = None
-            for p0 in range(0, ids.size, INDEX_WRITE_ROWS):
-                piece = ids[order[p0 : p0 + INDEX_WRITE_ROWS]]
-                joined = piece if last is None else np.concatenate([last, piece])
-                dup = np.flatnonzero(joined[1:] == joined[:-1])
-                if dup.size and first_dup is None:
-                    first_dup = int(joined[dup[0]])
-                n_dup += dup.size
-                last = piece[-1:]
-                fh.write(piece.tobytes())
+    run = run or (lambda fn, jobs, progress, desc: [fn(j) for j in jobs])
+    dups = run(_sort_index_bucket, [(str(out), b, [(str(i), str(lc)) for i, lc in parts[b]]) for b in range(n_b)], False, "")
+    for first_dup, n_dup in dups:
         if n_dup:
             raise CatalogError(source, f"duplicate primary key values in the director table (e.g. {first_dup}, "
                                f"{n_dup} duplicate(s) in one index bucket)", key)
-        del ids
-        locs = _read_concat([lc for _, lc in present], sizes)
-        with open(out / f"loc_{b}.npy", "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (locs.size,)})
-            for p0 in range(0, locs.size, INDEX_WRITE_ROWS):
-                fh.write(locs[order[p0 : p0 + INDEX_WRITE_ROWS]].tobytes())
-        del locs, order
-        for i, lc in present:
-            i.unlink()
-            lc.unlink(missing_ok=True)
+
+
+def _sort_index_bucket(args: tuple[str, int, list[tuple[str, str]]]) -> tuple[int | None, int]:
+    """One bucket of the director index sorted and written (``ids_<b>.npy``, ``loc_<b>.npy``) from its
+    unsorted (ids, locations) files; returns the first duplicate id and the number of duplicates
+    (then the locations are not written).
+    """
+    out_s, b, parts_s = args
+    out = Path(out_s)
+    present = [(Path(i), Path(lc)) for i, lc in parts_s if Path(i).exists()]
+    sizes = [i.stat().st_size // 8 for i, _ in present]
+    ids = _read_concat([i for i, _ in present], sizes)
+    # the ids are meant to be unique, and then any sort gives the stable sort's permutation;
+    # duplicates are refused by the caller whatever their order
+    order = np.argsort(ids)
+    first_dup, n_dup = None, 0
+    with open(out / f"ids_{b}.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (ids.size,)})
+        last = None
+        for p0 in range(0, ids.size, INDEX_WRITE_ROWS):
+            piece = ids[order[p0 : p0 + INDEX_WRITE_ROWS]]
+            joined = piece if last is None else np.concatenate([last, piece])
+            dup = np.flatnonzero(joined[1:] == joined[:-1])
+            if dup.size and first_dup is None:
+                first_dup = int(joined[dup[0]])
+            n_dup += dup.size
+            last = piece[-1:]
+            fh.write(piece.tobytes())
+    if n_dup:
+        return first_dup, int(n_dup)
+    del ids
+    locs = _read_concat([lc for _, lc in present], sizes)
+    with open(out / f"loc_{b}.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (locs.size,)})
+        for p0 in range(0, locs.size, INDEX_WRITE_ROWS):
+            fh.write(locs[order[p0 : p0 + INDEX_WRITE_ROWS]].tobytes())
+    del locs, order
+    for i, lc in present:
+        i.unlink()
+        lc.unlink(missing_ok=True)
+    _release_memory()
+    return None, 0
 
 
 def _read_concat(paths: list[Path], sizes: list[int]) -> np.ndarray:
@@ -673,6 +753,7 @@ def partition_table(
     """
     t0 = time.monotonic()
     buffer_bytes = _buffer_bytes(buffer_mb)
+    workers = _workers(workers)
     spec = source if isinstance(source, InputSpec) else InputSpec((str(source),), "parquet")
     out_root = Path(out_root)
     final = out_root / table.name
@@ -715,23 +796,40 @@ def partition_table(
         raise
 
 
+SPLITS_PER_WORKER = 8  # --workers N > 1: the input is cut into 8 N splits (one pass-1 job each)
+
+
 def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, workers, progress, buffer_bytes) -> PartitionSummary:
-    splits = make_splits(spec, max(1, workers))
+    t_mark = [time.monotonic()]
+    phases: dict = {}
+
+    def mark(name):
+        now = time.monotonic()
+        phases[name] = round(now - t_mark[0], 3)
+        t_mark[0] = now
+
+    # several splits per worker, taken by whichever process is free: the processes end pass 1 together
+    splits = make_splits(spec, 1 if workers <= 1 else SPLITS_PER_WORKER * workers)
     n_rows = count_rows(spec)
     if n_rows == 0 and table.is_director:
         raise CatalogError(spec.paths[0], "the director table has no rows")
     workers = max(1, min(workers, len(splits)))
-    est = _estimate_spill_bytes(spec, splits[0], table, key, chunker, n_rows)
+    est, est_rows = _estimate_spill_bytes(spec, splits[0], table, key, chunker, n_rows)
+    # pass 1 scatters the director's pairs into the index's hash buckets (or 2^k times finer ones,
+    # merged after it): the rows are known exactly only then for CSV, so from an estimate with room
+    fine_bits = min(16, _index_bits(n_rows if n_rows is not None else 4 * est_rows)) if table.is_director else 0
     buckets = int(min(4096, max(4 * workers, math.ceil(est / buffer_bytes))))
     delim = spec.out_delimiter
     jobs = [
         _Job(spec, s, (chunker.num_stripes, chunker.num_sub_stripes, chunker.overlap), table.ra, table.dec, key,
-             str(index_dir) if index_dir else None, str(work), i, buckets, batch_rows, delim, buffer_bytes)
+             str(index_dir) if index_dir else None, str(work), i, buckets, batch_rows, delim, buffer_bytes, fine_bits)
         for i, s in enumerate(splits)
     ]
     summary = PartitionSummary(table.name, chunker.config(), columns=names + ["chunkId", "subChunkId"], director=table.director,
                                delimiter=delim, workers=workers)
+    mark("plan")
     with _pool(workers) as run:
+        mark("pool_start")
         results = sorted(run(_run_job, jobs, progress, f"partition {table.name}"), key=lambda r: r["worker"])
         bad = [(r, j) for r, j in zip(results, jobs, strict=True) if r["first_bad"] is not None]
         if bad:
@@ -746,13 +844,17 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
                                "nothing was written", fb["column"],
                                {"row": row + 1, "value": repr(fb["value"]), "bad_rows": count, "table": table.name})
         summary.rows = sum(r["rows"] for r in results)
+        mark("pass1")
         _release_memory()
         if table.is_director:
             # before pass 2: a duplicate id is refused before any chunk file is written, and the sort
             # runs while the pass-2 buffers are not allocated yet (its peak does not add to theirs)
-            _build_index(work, len(jobs), summary.rows, spec.paths[0], key)
+            _build_index(work, len(jobs), summary.rows, spec.paths[0], key, run, fine_bits)
             _release_memory()
+        mark("index")
         files = run(_write_bucket, [(str(work), str(work), b, len(jobs), buffer_bytes) for b in range(buckets)], False, "")
+        mark("pass2")
+    mark("pool_stop")
     _BUFFERS.clear()
     _release_memory()
     counts = sum(r["counts"] for r in results)
@@ -774,6 +876,8 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
         covered = footprint.chunks(chunker)
         summary.empty_chunks = [c for c in covered if c not in summary.chunks]
         summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
+    mark("finish")
+    summary.phases = phases
     return summary
 
 
@@ -792,14 +896,15 @@ def _release_memory() -> None:
     trim(0)
 
 
-def _estimate_spill_bytes(spec: InputSpec, split: Split, table: TableSchema, key: str, chunker: Chunker, n_rows: int | None) -> float:
-    """Spill size from the first batch: rendered bytes per row x locations per row x rows."""
+def _estimate_spill_bytes(spec: InputSpec, split: Split, table: TableSchema, key: str, chunker: Chunker,
+                          n_rows: int | None) -> tuple[float, int]:
+    """Spill size from the first batch (rendered bytes per row x locations per row x rows), and the rows."""
     need = [key] if table.director else [table.ra, table.dec]
     float_cols = () if table.director else (table.ra, table.dec)
     for _, body, cols in iter_batches(spec, split, need, 65_536, float_cols=float_cols):
         n = len(body) if body is not None else 0
         if n == 0:
-            return 0.0
+            return 0.0, 0
         per_row = (body.nbytes - 8 * (n + 1)) / n + 16
         locs = 1.0
         if not table.director:
@@ -809,13 +914,19 @@ def _estimate_spill_bytes(spec: InputSpec, split: Split, table: TableSchema, key
                 locs = 1.0 + chunker.locate_all(ra[ok], dec[ok]).overlap_row.size / int(ok.sum())
         if n_rows is None:  # CSV: rows from the file sizes
             n_rows = int(sum(os.path.getsize(p) for p in spec.paths) / max(per_row - 17, 1.0))
-        return per_row * locs * n_rows
-    return 0.0
+        return per_row * locs * n_rows, n_rows
+    return 0.0, 0
 
 
 @contextmanager
 def _pool(workers: int):
-    """``run(fn, jobs, progress, desc)``: in this process for one worker, else a spawned pool (no fork of threads)."""
+    """``run(fn, jobs, progress, desc)``: the jobs in this process for one worker; for N workers in this
+    process and N - 1 spawned children (no fork of threads) at once, each taking the next job when free.
+
+    This process works too, so a child's start-up (its imports, ~0.3 s) overlaps work instead of
+    delaying it, and pass 1 (one job per split, several splits per worker) and pass 2 (one job per
+    bucket) end within about one job of each other whatever the load of the machine.
+    """
     from tqdm import tqdm
 
     if workers == 1:
@@ -825,11 +936,62 @@ def _pool(workers: int):
         yield run
         return
     ctx = mp.get_context("spawn")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers - 1) as pool:
         def run(fn, jobs, progress, desc):
-            return list(tqdm(pool.imap(fn, jobs), total=len(jobs), desc=desc, unit="split", disable=not progress))
+            with tqdm(total=len(jobs), desc=desc, unit="split", disable=not progress) as bar:
+                return _share(pool, workers - 1, fn, jobs, bar.update)
 
         yield run
+
+
+def _share(pool, children: int, fn, jobs: list, done) -> list:
+    """``[fn(j) for j in jobs]``, the jobs taken in order by this process and by ``children`` pool processes."""
+    results: list = [None] * len(jobs)
+    if not jobs:
+        return results
+    lock = threading.Lock()
+    state = {"next": 0, "left": len(jobs), "error": None}
+    finished = threading.Event()
+
+    def take() -> int | None:
+        with lock:
+            i = state["next"]
+            if i >= len(jobs) or state["error"] is not None:
+                return None
+            state["next"] = i + 1
+            return i
+
+    def complete(i: int, result) -> None:
+        results[i] = result
+        done(1)
+        with lock:
+            state["left"] -= 1
+            if state["left"] == 0:
+                finished.set()
+
+    def fail(err: BaseException) -> None:
+        with lock:
+            if state["error"] is None:
+                state["error"] = err
+        finished.set()
+
+    def submit() -> None:  # a child's next job, from the pool's result thread when its last one is done
+        i = take()
+        if i is not None:
+            pool.apply_async(fn, (jobs[i],), callback=lambda r: (complete(i, r), submit()), error_callback=fail)
+
+    for _ in range(children):
+        submit()
+    try:
+        while (i := take()) is not None:
+            complete(i, fn(jobs[i]))
+    except BaseException as err:
+        fail(err)
+        raise
+    finished.wait()
+    if state["error"] is not None:
+        raise state["error"]
+    return results
 
 
 def read_summary(table_dir: str | Path) -> PartitionSummary:
