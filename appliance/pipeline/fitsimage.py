@@ -3,6 +3,11 @@
 ALMA images are often 4-D (RA, Dec, frequency, Stokes) with degenerate axes; the pipeline works on
 the celestial plane only. A file that is not FITS, has no image data or no celestial WCS raises
 ``BadInput`` naming the file: the caller flags the observation and the run goes on.
+
+A plain file (``SIMPLE = T``, float data in the primary HDU, one plane, no scaling or blanking) is
+read with numpy alone (``_read_plain``: astropy's ``fits.open`` costs ten times more than reading a
+small image); every other file, and every error's wording, is astropy's as before. The header is
+parsed on first use; a few keywords are taken from their cards before that (``Image.get``).
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class Image:
 
     def get(self, key: str) -> Any:
         """``header.get(key)`` for a standard keyword (up to 8 characters), from its one card while
-        the header is not parsed yet: astropy's Card gives the value; anything the raw cards do not
-        settle plainly (a keyword spelt another way, HIERARCH, CONTINUE) asks the parsed header."""
+        the header is not parsed yet (a plain string read directly, any other value by astropy's
+        Card); anything the raw cards do not settle plainly (a keyword spelt another way, HIERARCH,
+        CONTINUE, a record-valued card) asks the parsed header."""
         if self._header is _UNSET and self._raw_header:
             v = _raw_get(self._raw_header, key)
             if v is not _UNSET:
