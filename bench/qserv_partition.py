@@ -17,8 +17,15 @@ Peak RSS flat in the number of rows (issue #18): give one grid at several row co
 and the last line compares the peaks (spread = (max - min) / min over the row counts of a grid).
 With --repeat N each case runs N times: the least CPU and the largest peak RSS are reported.
 
+The 2-worker speed-up (issue #18 asks >= 1.8x on 2 cores): --workers-case runs the case with
+--workers 1 and 2 alternately (--repeat times each), prints each run's wall seconds with the
+1-minute load average when it started, the ratio of the fastest runs, and the phases of those
+(plan, pass1, index, pass2, finish; the rest of the wall is the interpreter's start-up and the
+summary's write). Another job on the machine makes the ratio meaningless: before each run the
+bench waits (up to --wait s) for the load to fall to --max-load, and marks runs started above it.
+
 Usage: .venv/bin/python bench/qserv_partition.py [--cases 1e6:340/3/0.01667,1e6:85/12/0.1,1e7:340/3/0.01667]
-       [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--repeat N] [--json]
+       [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--repeat N] [--max-load L] [--wait S] [--json]
 """
 
 from __future__ import annotations
@@ -82,13 +89,16 @@ def ours(src: Path, out: Path, grid: str, workers: int = 1) -> dict:
     cmd = [sys.executable, "-m", "appliance.cli", "qserv", "partition", "--input", str(src), "--format", "csv", "--fields", FIELDS,
            "--pos", "ra,dec", "--id", "id", "--table", "Object", "--num-stripes", s, "--num-sub-stripes", ss, "--overlap", ov,
            "--workers", str(workers), "--out", str(out)]
+    load = os.getloadavg()[0]
     r = run(cmd)
     r.pop("stdout")
+    r["load_average"] = load
     summary = json.loads((out / "Object" / "partition.json").read_text())
     # peak RSS from the summary (the process's own VmHWM, its workers'): wait4's ru_maxrss of a
     # child started by posix_spawn/vfork includes this bench's own peak (exec keeps it)
     r["rss_mb_wait4"], r["rss_mb"] = r["rss_mb"], summary["peak_rss_mb"]
     r["files"], r["overlap_rows"] = summary["files"], summary["overlap_rows"]
+    r["phases"], r["workers"] = summary.get("phases", {}), summary["workers"]
     shutil.rmtree(out, ignore_errors=True)
     return r
 
@@ -125,6 +135,8 @@ def main() -> None:
     p.add_argument("--sph-partition", help="path to Qserv's sph-partition binary: measured side by side")
     p.add_argument("--tmp", default="/dev/shm" if Path("/dev/shm").is_dir() else None, help="scratch (default /dev/shm)")
     p.add_argument("--repeat", type=int, default=1, help="runs per case: least CPU, largest peak RSS (default 1)")
+    p.add_argument("--max-load", type=float, default=1.5, help="--workers-case: wait for the 1-minute load to fall to this (default 1.5)")
+    p.add_argument("--wait", type=float, default=120.0, help="--workers-case: seconds to wait for it at most, per run (default 120)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if a.repeat < 1:
@@ -161,11 +173,7 @@ def main() -> None:
                     res["vs_sph"] = res["rows_per_cpu_s"] / res["sph_rows_per_cpu_s"]
                 results.append(res)
             if wc and wc[0] == rows_s:
-                one = ours(src, tmp / "out", wc[1], 1)
-                two = ours(src, tmp / "out", wc[1], 2)
-                results.append({"rows": int(float(rows_s)), "grid": wc[1], "workers_1_wall": one["wall"], "workers_2_wall": two["wall"],
-                                "speedup_2_workers": one["wall"] / two["wall"], "workers_2_rss_mb": two["rss_mb"],
-                                "load_average": os.getloadavg()[0]})
+                results.append(workers_case(src, tmp / "out", int(float(rows_s)), wc[1], a.repeat, a.max_load, a.wait))
             src.unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,8 +183,7 @@ def main() -> None:
         return
     for r in results:
         if "speedup_2_workers" in r:
-            print(f"{r['rows']:.0e} {r['grid']}: --workers 2 {r['workers_2_wall']:.1f} s vs 1 worker {r['workers_1_wall']:.1f} s wall = "
-                  f"{r['speedup_2_workers']:.2f}x (load average {r['load_average']:.1f} on {os.cpu_count()} cores)")
+            print_workers_case(r)
             continue
         line = (f"{r['rows']:.0e} {r['grid']}: {r['rows_per_cpu_s']:,.0f} rows/CPU-s ({r['cpu']:.1f} CPU-s, {r['wall']:.1f} s wall), "
                 f"peak RSS {r['rss_mb']:.0f} MB, {r['files']} files; = {r['rows_per_cpu_s'] / r['read_rows_per_cpu_s']:.2f}x the CSV read baseline "
@@ -187,6 +194,45 @@ def main() -> None:
     for f in flat:
         print(f"{f['grid']}: peak RSS {', '.join(f'{mb:.0f} MB at {rows:.0e}' for rows, mb in f['rss_mb_by_rows'])} rows: "
               f"spread {100 * f['spread']:.1f} %")
+
+
+def _wait_for_load(max_load: float, wait: float) -> float:
+    """The 1-minute load average once it is at most ``max_load``, or after ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while (load := os.getloadavg()[0]) > max_load and time.monotonic() < deadline:
+        time.sleep(5)
+    return load
+
+
+def workers_case(src: Path, out: Path, rows: int, grid: str, repeat: int, max_load: float, wait: float) -> dict:
+    """--workers 1 and 2 alternately, ``repeat`` times each: every run's wall and load, the fastest of each."""
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(repeat):
+        for w in (1, 2):
+            _wait_for_load(max_load, wait)
+            runs[w].append(ours(src, out, grid, w))
+    one, two = (min(runs[w], key=lambda r: r["wall"]) for w in (1, 2))
+    return {"rows": rows, "grid": grid, "workers_1_wall": one["wall"], "workers_2_wall": two["wall"],
+            "speedup_2_workers": one["wall"] / two["wall"], "workers_1_cpu": one["cpu"], "workers_2_cpu": two["cpu"],
+            "workers_1_rss_mb": one["rss_mb"], "workers_2_rss_mb": two["rss_mb"],
+            "workers_1_phases": one["phases"], "workers_2_phases": two["phases"],
+            "load_average": max(one["load_average"], two["load_average"]), "max_load": max_load,
+            "runs": {str(w): [{"wall": round(r["wall"], 2), "cpu": round(r["cpu"], 2), "load_average": r["load_average"]} for r in rs]
+                     for w, rs in runs.items()}}
+
+
+def print_workers_case(r: dict) -> None:
+    for w in ("1", "2"):
+        print(f"  --workers {w} runs: " + ", ".join(f"{x['wall']:.2f} s (load {x['load_average']:.2f})" for x in r["runs"][w]))
+    names = [k for k in r["workers_1_phases"] if k in r["workers_2_phases"]]
+    for w in (1, 2):
+        ph = r[f"workers_{w}_phases"]
+        rest = r[f"workers_{w}_wall"] - sum(ph.values())
+        print(f"  --workers {w}: {r[f'workers_{w}_wall']:.2f} s wall, {r[f'workers_{w}_cpu']:.2f} CPU-s, peak RSS {r[f'workers_{w}_rss_mb']:.0f} MB; "
+              + ", ".join(f"{k} {ph[k]:.2f}" for k in names) + f", start-up and summary {rest:.2f} s")
+    loaded = " (LOADED: a run started above the load limit; re-run)" if r["load_average"] > r["max_load"] else ""
+    print(f"{r['rows']:.0e} {r['grid']}: --workers 2 {r['workers_2_wall']:.2f} s vs 1 worker {r['workers_1_wall']:.2f} s wall = "
+          f"{r['speedup_2_workers']:.2f}x (load average {r['load_average']:.2f} on {os.cpu_count()} cores){loaded}")
 
 
 def _flatness(results: list[dict]) -> list[dict]:

@@ -22,6 +22,7 @@ never looks finished.
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import mmap
@@ -196,11 +197,16 @@ class _Job:
     index_bits: int = 0  # director: its (id, location) pairs are scattered into 2^index_bits hash buckets
 
 
-def _dense_chunks(chunker: Chunker) -> tuple[np.ndarray, int]:
-    """chunkId -> 0..n-1 (its rank among valid chunks), and the number of keys (2 per chunk id)."""
-    ids = np.asarray(chunker.all_chunks(), dtype=np.int64)
+@functools.lru_cache(maxsize=4)
+def _dense_chunks(grid: tuple[int, int, float]) -> tuple[np.ndarray, int]:
+    """chunkId -> 0..n-1 (its rank among valid chunks), and the number of keys (2 per chunk id).
+
+    Kept per process (30 ms at 340/3, and a process runs many pass-1 jobs); the array is read-only.
+    """
+    ids = np.asarray(Chunker(*grid).all_chunks(), dtype=np.int64)
     dense = np.full(int(ids.max()) + 1, -1, dtype=np.int64)
     dense[ids] = np.arange(ids.size)
+    dense.flags.writeable = False
     return dense, 2 * (int(ids.max()) + 1)
 
 
@@ -280,7 +286,7 @@ def _run_job(job: _Job) -> dict:
     """Pass 1 over one split: locate, render, spill; the director's (id, location) pairs to a raw index."""
     chunker = Chunker(*job.grid)
     work = Path(job.work)
-    dense, n_keys = _dense_chunks(chunker)
+    dense, n_keys = _dense_chunks(job.grid)
     buckets_of_key = np.repeat(dense % job.buckets, 2)
     spill = _Spill(work, job.worker, job.buckets)
     counts = np.zeros(n_keys, dtype=np.int64)
@@ -828,9 +834,29 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
     summary = PartitionSummary(table.name, chunker.config(), columns=names + ["chunkId", "subChunkId"], director=table.director,
                                delimiter=delim, workers=workers)
     mark("plan")
+    counts = np.zeros(_dense_chunks((chunker.num_stripes, chunker.num_sub_stripes, chunker.overlap))[1], dtype=np.int64)
+
+    def add_counts(r: dict) -> None:  # as each job ends: one array of counts held, not one per job
+        counts[: r["counts"].size] += r.pop("counts")
+
+    def tally() -> None:  # in this process while the children start on pass 2
+        nz = np.flatnonzero(counts)
+        for k in nz.tolist():
+            entry = summary.chunks.setdefault(k >> 1, {"rows": 0, "overlap_rows": 0})
+            entry["overlap_rows" if k & 1 else "rows"] = int(counts[k])
+        summary.overlap_rows = int(counts[1::2].sum())
+        summary.orphan_rows = sum(r["orphans"] for r in results)
+        if table.is_director:
+            footprint = _Footprint()
+            for r in results:
+                footprint.merge(r["footprint"])
+            covered = footprint.chunks(chunker)
+            summary.empty_chunks = [c for c in covered if c not in summary.chunks]
+            summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
+
     with _pool(workers) as run:
         mark("pool_start")
-        results = sorted(run(_run_job, jobs, progress, f"partition {table.name}"), key=lambda r: r["worker"])
+        results = sorted(run(_run_job, jobs, progress, f"partition {table.name}", each=add_counts), key=lambda r: r["worker"])
         bad = [(r, j) for r, j in zip(results, jobs, strict=True) if r["first_bad"] is not None]
         if bad:
             r, j = bad[0]
@@ -852,30 +878,17 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
             _build_index(work, len(jobs), summary.rows, spec.paths[0], key, run, fine_bits)
             _release_memory()
         mark("index")
-        files = run(_write_bucket, [(str(work), str(work), b, len(jobs), buffer_bytes) for b in range(buckets)], False, "")
+        files = run(_write_bucket, [(str(work), str(work), b, len(jobs), buffer_bytes) for b in range(buckets)], False, "",
+                    first=tally)
         mark("pass2")
     mark("pool_stop")
     _BUFFERS.clear()
     _release_memory()
-    counts = sum(r["counts"] for r in results)
-    summary.orphan_rows = sum(r["orphans"] for r in results)
     for w in range(len(jobs)):
         for b in range(buckets):
             for ext in ("bin", "idx"):
                 (work / f"spill_{w}_{b}.{ext}").unlink(missing_ok=True)
-    nz = np.flatnonzero(counts)
-    for k in nz.tolist():
-        entry = summary.chunks.setdefault(k >> 1, {"rows": 0, "overlap_rows": 0})
-        entry["overlap_rows" if k & 1 else "rows"] = int(counts[k])
-    summary.overlap_rows = int(counts[1::2].sum())
     summary.files = int(sum(files))
-    if table.is_director:
-        footprint = _Footprint()
-        for r in results:
-            footprint.merge(r["footprint"])
-        covered = footprint.chunks(chunker)
-        summary.empty_chunks = [c for c in covered if c not in summary.chunks]
-        summary.overlap_only_chunks = sorted(c for c, v in summary.chunks.items() if v["rows"] == 0)
     mark("finish")
     summary.phases = phases
     return summary
@@ -925,29 +938,40 @@ def _pool(workers: int):
 
     This process works too, so a child's start-up (its imports, ~0.3 s) overlaps work instead of
     delaying it, and pass 1 (one job per split, several splits per worker) and pass 2 (one job per
-    bucket) end within about one job of each other whatever the load of the machine.
+    bucket) end within about one job of each other whatever the load of the machine. ``first()``
+    runs in this process while the children start on the jobs (serial work that overlaps theirs);
+    ``each(result)`` is called for every result as it arrives, one at a time.
     """
     from tqdm import tqdm
 
     if workers == 1:
-        def run(fn, jobs, progress, desc):
-            return [fn(j) for j in tqdm(jobs, desc=desc, unit="split", disable=not progress or len(jobs) < 2)]
+        def run(fn, jobs, progress, desc, first=None, each=None):
+            if first is not None:
+                first()
+            out = []
+            for j in tqdm(jobs, desc=desc, unit="split", disable=not progress or len(jobs) < 2):
+                out.append(fn(j))
+                if each is not None:
+                    each(out[-1])
+            return out
 
         yield run
         return
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers - 1) as pool:
-        def run(fn, jobs, progress, desc):
+        def run(fn, jobs, progress, desc, first=None, each=None):
             with tqdm(total=len(jobs), desc=desc, unit="split", disable=not progress) as bar:
-                return _share(pool, workers - 1, fn, jobs, bar.update)
+                return _share(pool, workers - 1, fn, jobs, bar.update, first, each)
 
         yield run
 
 
-def _share(pool, children: int, fn, jobs: list, done) -> list:
+def _share(pool, children: int, fn, jobs: list, done, first=None, each=None) -> list:
     """``[fn(j) for j in jobs]``, the jobs taken in order by this process and by ``children`` pool processes."""
     results: list = [None] * len(jobs)
     if not jobs:
+        if first is not None:
+            first()
         return results
     lock = threading.Lock()
     state = {"next": 0, "left": len(jobs), "error": None}
@@ -963,8 +987,10 @@ def _share(pool, children: int, fn, jobs: list, done) -> list:
 
     def complete(i: int, result) -> None:
         results[i] = result
-        done(1)
         with lock:
+            done(1)
+            if each is not None:
+                each(result)
             state["left"] -= 1
             if state["left"] == 0:
                 finished.set()
@@ -983,6 +1009,8 @@ def _share(pool, children: int, fn, jobs: list, done) -> list:
     for _ in range(children):
         submit()
     try:
+        if first is not None:
+            first()
         while (i := take()) is not None:
             complete(i, fn(jobs[i]))
     except BaseException as err:
