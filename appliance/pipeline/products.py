@@ -70,7 +70,7 @@ def _meta(images: list[Image]) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, ks in keys.items():
         for im in images:
-            v = next((v for v in map(im.get, ks) if v not in (None, "")), None)
+            v = next((im.header.get(k) for k in ks if im.header.get(k) not in (None, "")), None)
             if v is not None:
                 out[name] = str(v)
                 break
