@@ -32,11 +32,9 @@ from urllib.parse import urlsplit
 
 from appliance.exitcodes import Exit
 from appliance.fsutil import atomic_write_json
-from appliance.hashing import sha256_file
 from appliance.pipeline import runner, stagerun
 from appliance.pipeline.errors import UsageProblem
 from appliance.pipeline.runner import ItemState, RunSummary, item_id
-from appliance.runs.record import FileEntry
 from appliance.staging.catalog import https_base, search
 from appliance.transfer.credentials import Credentials
 
@@ -203,8 +201,7 @@ def _match_body(run: stagerun.StageRun, url: str, dest: Path, work: Path, prefix
             if r.ok and r.verified and Path(r.dst).is_file():
                 dst = Path(r.dst)
                 # the archive's file by URL, with the sha256 of the bytes fetched from it
-                run.inputs.append(FileEntry(f"archive{urlsplit(r.src).path}", sha256_file(dst),
-                                            dst.stat().st_size, uri=r.src))
+                run.add_stored(f"archive{urlsplit(r.src).path}", dst, r.src)
                 outputs[f"root/{folder}/{dst.name}"] = (dst, "sha256")  # a copy is byte-identical
         bad = [r for r in results if not r.ok or not r.verified]
         if bad:

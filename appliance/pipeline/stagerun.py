@@ -129,6 +129,7 @@ class StageRun:
         self.store = ContentStore(settings.store_root)
         self.runs = RunStore(settings.home)
         self.container = None
+        self._stored: dict[str, tuple[int, int, Any]] = {}
         self._spec = None
         self._job_dir: Path | None = None
         if self.runtime != "host":  # resolve the image before anything is hashed: missing is exit 3
@@ -140,6 +141,21 @@ class StageRun:
     # -- inputs -------------------------------------------------------------------------------
     def add_input(self, name: str, path: Path) -> None:
         self.inputs.append(FileEntry(name, sha256_file(path), path.stat().st_size, uri=path.resolve().as_uri()))
+
+    def add_stored(self, name: str, path: Path, uri: str) -> None:
+        """An input whose bytes also become an output (match's fetched files): stored once, hashed
+        once; ``finish`` reuses the object while the file's size and mtime are unchanged."""
+        obj = self.store.add_file(path)
+        st = path.stat()
+        self._stored[str(path.resolve())] = (st.st_size, st.st_mtime_ns, obj)
+        self.inputs.append(FileEntry(name, obj.sha256, obj.size, uri=uri))
+
+    def _store(self, path: Path):  # noqa: ANN202 - StoredObject
+        st = path.stat()
+        hit = self._stored.get(str(path.resolve()))
+        if hit is not None and hit[:2] == (st.st_size, st.st_mtime_ns):
+            return hit[2]
+        return self.store.add_file(path)
 
     def add_tree(self, prefix: str, base: Path, folder: str) -> None:
         """Every regular file of ``base/folder`` as ``prefix/folder/NAME``."""
@@ -214,7 +230,7 @@ class StageRun:
         assert r is not None
         entries = []
         for name, (path, pol) in sorted(outputs.items()):
-            obj = self.store.add_file(path)
+            obj = self._store(path)
             entries.append(FileEntry(name, obj.sha256, obj.size, compare=pol))
         blob = json.dumps(verdicts, indent=1, sort_keys=True).encode() + b"\n"
         obj = self.store.add_bytes(blob)
