@@ -106,7 +106,10 @@ class StageContainer:
             env={**env, **FIXED_ENV},
             mounts=[Mount(job_dir, JOB_DIR, True), Mount(root, str(root), True), Mount(work, str(work), False)],
             user=f"{st.st_uid}:{st.st_gid}", workdir=str(work), network="none", read_only_root=True,
-            tmpfs_size="1g", cpus=float(parallel), labels={"org.appliance.pipeline-stage": "1"})
+            # the engines refuse more CPUs than the machine has (docker: "range of CPUs is from
+            # 0.01 to 2.00"); more workers than cores share them
+            tmpfs_size="1g", cpus=float(max(1, min(parallel, os.cpu_count() or 1))),
+            labels={"org.appliance.pipeline-stage": "1"})
 
     def record_fields(self, spec: ContainerSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The run record's ``image``, ``runtime`` and ``container`` for this execution."""

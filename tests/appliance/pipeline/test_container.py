@@ -171,7 +171,8 @@ def test_a_container_that_dies_fails_its_items_with_the_reason(engine, tmp_path)
     root.mkdir()
     job_dir = ct.job_area()
     try:
-        spec = sc.spec(root, work, job_dir, 1, {})
+        spec = sc.spec(root, work, job_dir, 64, {})  # more workers than cores: the engine must accept it
+        assert spec.cpus == float(os.cpu_count() or 1)
         spec.command = ["python3", "-c", "import sys; print('boom: the stage broke', file=sys.stderr); sys.exit(3)"]
         code = tmp_path / "code.tar"
         from appliance.runs import codearchive
@@ -179,7 +180,7 @@ def test_a_container_that_dies_fails_its_items_with_the_reason(engine, tmp_path)
         code.write_bytes(codearchive.archive_bytes(REPO / "appliance"))
 
         def execute(todo, on_item):  # noqa: ANN001, ANN202
-            return sc.execute(spec, code, {"stage": "products", "items": todo, "parallel": 1, "options": {}},
+            return sc.execute(spec, code, {"stage": "products", "items": todo, "parallel": 64, "options": {}},
                               on_item)
 
         s = run_stage("products", ["a", "b"], lambda it: None, work, progress=False, executor=execute)
