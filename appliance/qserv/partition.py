@@ -839,7 +839,7 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
     def add_counts(r: dict) -> None:  # as each job ends: one array of counts held, not one per job
         counts[: r["counts"].size] += r.pop("counts")
 
-    def tally() -> None:  # in this process while the children start on pass 2
+    def tally() -> None:  # with workers, in this process while the children start on pass 2
         nz = np.flatnonzero(counts)
         for k in nz.tolist():
             entry = summary.chunks.setdefault(k >> 1, {"rows": 0, "overlap_rows": 0})
@@ -879,11 +879,13 @@ def _partition(spec, table, names, key, index_dir, work, chunker, batch_rows, wo
             _release_memory()
         mark("index")
         files = run(_write_bucket, [(str(work), str(work), b, len(jobs), buffer_bytes) for b in range(buckets)], False, "",
-                    first=tally)
+                    first=tally if workers > 1 else None)
         mark("pass2")
     mark("pool_stop")
     _BUFFERS.clear()
     _release_memory()
+    if workers == 1:  # after pass 2 and its buffers: the tally's dicts (~45 MB at 340/3) do not add to their peak
+        tally()
     for w in range(len(jobs)):
         for b in range(buckets):
             for ext in ("bin", "idx"):
@@ -939,20 +941,21 @@ def _pool(workers: int):
     This process works too, so a child's start-up (its imports, ~0.3 s) overlaps work instead of
     delaying it, and pass 1 (one job per split, several splits per worker) and pass 2 (one job per
     bucket) end within about one job of each other whatever the load of the machine. ``first()``
-    runs in this process while the children start on the jobs (serial work that overlaps theirs);
-    ``each(result)`` is called for every result as it arrives, one at a time.
+    runs in this process while the children start on the jobs (serial work that overlaps theirs;
+    with one worker, after the jobs); ``each(result)`` is called for every result as it arrives,
+    one at a time.
     """
     from tqdm import tqdm
 
     if workers == 1:
         def run(fn, jobs, progress, desc, first=None, each=None):
-            if first is not None:
-                first()
             out = []
             for j in tqdm(jobs, desc=desc, unit="split", disable=not progress or len(jobs) < 2):
                 out.append(fn(j))
                 if each is not None:
                     each(out[-1])
+            if first is not None:
+                first()
             return out
 
         yield run
@@ -1001,10 +1004,17 @@ def _share(pool, children: int, fn, jobs: list, done, first=None, each=None) -> 
                 state["error"] = err
         finished.set()
 
+    def child_done(i: int, r: tuple) -> None:
+        if r[0] == "ok":
+            complete(i, r[1])
+            submit()
+        else:
+            fail(_unpack_error(r))
+
     def submit() -> None:  # a child's next job, from the pool's result thread when its last one is done
         i = take()
         if i is not None:
-            pool.apply_async(fn, (jobs[i],), callback=lambda r: (complete(i, r), submit()), error_callback=fail)
+            pool.apply_async(_guarded, ((fn, jobs[i]),), callback=lambda r: child_done(i, r), error_callback=fail)
 
     for _ in range(children):
         submit()
@@ -1020,6 +1030,28 @@ def _share(pool, children: int, fn, jobs: list, done, first=None, each=None) -> 
     if state["error"] is not None:
         raise state["error"]
     return results
+
+
+def _guarded(args: tuple) -> tuple:
+    """A child's job: its result, or its exception as (class, attributes, args).
+
+    An exception is pickled as ``cls(*args)``, which fails in the parent for classes whose
+    constructor takes other arguments than its ``args`` (CatalogError): the pool's result thread
+    would die and the run would hang. Class, ``__dict__`` and ``args`` rebuild any of them.
+    """
+    fn, job = args
+    try:
+        return ("ok", fn(job))
+    except Exception as err:  # noqa: BLE001  (re-raised in the parent)
+        return ("error", type(err), dict(err.__dict__), err.args)
+
+
+def _unpack_error(r: tuple) -> BaseException:
+    _, cls, attrs, args = r
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(attrs)
+    return err
 
 
 def read_summary(table_dir: str | Path) -> PartitionSummary:

@@ -118,3 +118,25 @@ def test_bad_workers_on_the_command_line(tmp_path, bad):
     if bad != "x":  # "x" is refused by the option parser itself (type=int), after its usage lines
         assert err.count("\n") == 1 and err.startswith("appliance: error: workers (--workers):") and f"got {bad}" in err
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").rglob("chunk_*"))
+
+
+def test_errors_in_a_child_or_in_this_process_stop_the_run(tmp_path, monkeypatch):
+    """A job's error (a non-integer id, in whichever process ran the split) and a duplicate id found by
+    the index sort (one bucket per job) end the run with that error and nothing written."""
+    monkeypatch.setattr(partition_mod, "INDEX_BUCKET_ROWS", INDEX_ROWS)
+    director, _ = _write_tables(tmp_path)
+    obj = TableSchema("Object", [], "id", ra="ra", dec="dec")
+    lines = director.read_text().splitlines(keepends=True)
+    bad_id = tmp_path / "bad_id.csv"
+    bad_id.write_text("".join(lines[:-1]) + "1.5" + lines[-1][lines[-1].index(","):])  # the last split's last row
+    with pytest.raises(partition_mod.CatalogError) as err:
+        partition_table(InputSpec((str(bad_id),), "csv"), obj, tmp_path / "p1", Chunker(*GRIDS[1]), workers=2)
+    assert "the id column must be integer" in str(err.value) and err.value.column == "id"
+    assert not (tmp_path / "p1" / "Object").exists() and not (tmp_path / "p1" / "Object.partitioning").exists()
+    dup = tmp_path / "dup.csv"
+    first_id = lines[1].split(",")[0]
+    dup.write_text("".join(lines) + first_id + lines[2][lines[2].index(","):])
+    with pytest.raises(partition_mod.CatalogError) as err:
+        partition_table(InputSpec((str(dup),), "csv"), obj, tmp_path / "p2", Chunker(*GRIDS[1]), workers=2)
+    assert f"duplicate primary key values in the director table (e.g. {first_id}, 1 duplicate(s)" in str(err.value)
+    assert not (tmp_path / "p2" / "Object").exists() and not (tmp_path / "p2" / "Object.partitioning").exists()
