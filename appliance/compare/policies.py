@@ -5,6 +5,9 @@
   ``ignore_hdus``, ``ignore_columns``, ``rtol``/``atol``; differences name HDU, keyword or the
   first pixels/rows that differ; tolerated differences (ignored keywords, values within
   tolerance) are listed.
+* ``votable``: the first table of two VOTables (astropy.io.votable): the same columns, units and
+  row count, text and integer cells equal, floating-point cells within ``rtol``/``atol``
+  (``numpy.isclose``, NaN equal to NaN); differences name the column and the first row.
 * ``text``: lines compared after removing the matches of ``ignore_regex``.
 * ``ignore``: recorded, never compared.
 """
@@ -153,10 +156,61 @@ def compare_text(path: str, expected: Path, actual: Path, options: dict[str, Any
     return OutputComparison(path, "text", DIFFERS, differences=[{"line_count": f"{len(a)} vs {len(b)}"}])
 
 
+def compare_votable(path: str, expected: Path, actual: Path, options: dict[str, Any]) -> OutputComparison:
+    import warnings
+
+    import numpy as np
+    from astropy.io.votable import parse_single_table
+
+    if sha256_file(expected) == sha256_file(actual):
+        return OutputComparison(path, "votable", IDENTICAL)
+    rtol, atol = float(options.get("rtol", 0.0)), float(options.get("atol", 0.0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = parse_single_table(str(expected)).to_table()
+            b = parse_single_table(str(actual)).to_table()
+    except Exception as err:  # noqa: BLE001 - any parse failure is a difference, said in one line
+        return OutputComparison(path, "votable", DIFFERS,
+                                differences=[{"error": f"not a readable VOTable: {str(err).splitlines()[0][:200]}"}])
+    if a.colnames != b.colnames:
+        return OutputComparison(path, "votable", DIFFERS,
+                                differences=[{"columns": f"{a.colnames} vs {b.colnames}"}])
+    if len(a) != len(b):
+        return OutputComparison(path, "votable", DIFFERS, differences=[{"rows": f"{len(a)} vs {len(b)}"}])
+    found: list[dict[str, Any]] = []
+    within = 0
+    for name in a.colnames:
+        x, y = a[name], b[name]
+        if str(x.unit) != str(y.unit):
+            found.append({"column": name, "unit": f"{x.unit} vs {y.unit}"})
+            continue
+        xa, ya = np.asarray(x), np.asarray(y)
+        if xa.dtype.kind == "f" and ya.dtype.kind == "f":
+            exact = (xa == ya) | (np.isnan(xa) & np.isnan(ya))
+            close = np.isclose(xa, ya, rtol=rtol, atol=atol, equal_nan=True)
+            within += int((close & ~exact).sum())
+            bad = np.flatnonzero(~close)
+        else:
+            bad = np.flatnonzero(xa != ya) if xa.shape == ya.shape else np.array([0])
+        if bad.size:
+            r = int(bad[0])
+            found.append({"column": name, "rows_differing": int(bad.size), "first_row": r,
+                          "expected": _plain(xa[r]), "actual": _plain(ya[r])})
+        if len(found) >= MAX_LISTED:
+            break
+    if found:
+        return OutputComparison(path, "votable", DIFFERS, differences=found)
+    return OutputComparison(path, "votable", WITHIN_TOLERANCE,
+                            tolerated=[f"{within} values within rtol/atol" if within else
+                                       "byte-level only (serialisation)"])
+
+
 def compare_ignore(path: str, expected: Path, actual: Path, options: dict[str, Any]) -> OutputComparison:
     return OutputComparison(path, "ignore", IGNORED)
 
 
 POLICIES: dict[str, Callable[[str, Path, Path, dict[str, Any]], OutputComparison]] = {
-    "sha256": compare_sha256, "fits": compare_fits, "text": compare_text, "ignore": compare_ignore,
+    "sha256": compare_sha256, "fits": compare_fits, "votable": compare_votable, "text": compare_text,
+    "ignore": compare_ignore,
 }

@@ -56,8 +56,13 @@ PACKAGES = ("numpy", "scipy", "astropy", "lxml", "xmlschema", "elementpath", "em
 ENV_KEYS = ("TZ", "LC_ALL", "LANG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
             "MKL_NUM_THREADS", "SOURCE_DATE_EPOCH")
 # comparison policies by suffix (docs/RECIPES.md): FITS by astropy's FITSDiff (DATE, CHECKSUM and
-# DATASUM ignored); XML, VOTable and JSON are written deterministically, so byte equality
-POLICY = {".fits": "fits", ".xml": "sha256", ".vot": "sha256", ".json": "sha256"}
+# DATASUM ignored), VOTable catalogs by table; XML and JSON are written deterministically, so byte
+# equality. Catalog values come out of fits (Aegean's lmfit, emcee) whose last bits follow numpy's
+# SIMD reductions, which depend on the memory alignment of the arrays: two runs of the same code on
+# the same machine differed by 1e-13 relative in flux_err (host against container, 3 cells of 42).
+# Floats are compared at rtol 1e-9, far below any measured precision and far above that noise.
+FLOAT_RTOL = 1e-9
+POLICY = {".fits": "fits", ".xml": "sha256", ".vot": "votable", ".json": "sha256"}
 
 
 @functools.cache
@@ -97,6 +102,10 @@ def process_env() -> dict[str, str]:
 
 def policy(name: str) -> str:
     return POLICY.get(Path(name).suffix.lower(), "sha256")
+
+
+def policy_options(pol: str) -> dict[str, Any]:
+    return {"rtol": FLOAT_RTOL} if pol in ("fits", "votable") else {}
 
 
 def normalise(text: str, root: Path, work: Path) -> str:
@@ -231,7 +240,7 @@ class StageRun:
         entries = []
         for name, (path, pol) in sorted(outputs.items()):
             obj = self._store(path)
-            entries.append(FileEntry(name, obj.sha256, obj.size, compare=pol))
+            entries.append(FileEntry(name, obj.sha256, obj.size, compare=pol, options=policy_options(pol)))
         blob = json.dumps(verdicts, indent=1, sort_keys=True).encode() + b"\n"
         obj = self.store.add_bytes(blob)
         entries.append(FileEntry("verdicts.json", obj.sha256, obj.size, compare="sha256"))
