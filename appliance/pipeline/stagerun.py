@@ -57,10 +57,10 @@ ENV_KEYS = ("TZ", "LC_ALL", "LANG", "PYTHONHASHSEED", "OMP_NUM_THREADS", "OPENBL
             "MKL_NUM_THREADS", "SOURCE_DATE_EPOCH")
 # comparison policies by suffix (docs/RECIPES.md): FITS by astropy's FITSDiff (DATE, CHECKSUM and
 # DATASUM ignored), VOTable catalogs by table; XML and JSON are written deterministically, so byte
-# equality. Catalog values come out of fits (Aegean's lmfit, emcee) whose last bits follow numpy's
-# SIMD reductions, which depend on the memory alignment of the arrays: two runs of the same code on
-# the same machine differed by 1e-13 relative in flux_err (host against container, 3 cells of 42).
-# Floats are compared at rtol 1e-9, far below any measured precision and far above that noise.
+# equality. Catalog values come out of fits (Aegean's lmfit, emcee): a host and a container run of
+# the same code and package versions on one machine differed by 1e-13 relative in flux_err (3 cells
+# of 42; likely numpy's SIMD reductions, whose last bits follow memory alignment). Floats are
+# compared at rtol 1e-9, far below any measured precision and far above that noise.
 FLOAT_RTOL = 1e-9
 POLICY = {".fits": "fits", ".xml": "sha256", ".vot": "votable", ".json": "sha256"}
 
