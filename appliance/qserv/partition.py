@@ -754,8 +754,11 @@ def partition_table(
     time. Memory is one batch (pass 1), one index bucket, or one spill bucket (pass 2): flat in
     the number of rows. ``buffer_mb`` is pass 2's budget: the spill is cut into buckets of about
     that many MB, each read at once (default 48; smaller lowers the peak by about twice the
-    difference, at the cost of more files and some CPU). On any error the half-built
-    ``<table>.partitioning/`` is removed.
+    difference, at the cost of more files and some CPU). ``workers`` (1 or more; else
+    PartitionConfigError, exit 2) is this process plus ``workers - 1`` spawned ones, taking jobs as
+    they become free: 8 splits per worker in pass 1, one index bucket, then one spill bucket, per
+    job; the files are the same bytes whatever the number. ``summary.phases`` holds each phase's wall
+    seconds. On any error the half-built ``<table>.partitioning/`` is removed.
     """
     t0 = time.monotonic()
     buffer_bytes = _buffer_bytes(buffer_mb)
