@@ -32,8 +32,19 @@ class HelpFormatter(argparse.HelpFormatter):
         return super()._fill_text(text, width, indent)
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, except that a bad option is ONE line (argparse prints the whole usage first, ten
+    lines for `qserv partition`), naming the command and where to read more; exit 2 as before."""
+
+    def error(self, message: str):  # type: ignore[override]  # noqa: ANN201 - NoReturn
+        self.exit(Exit.USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def teach_exit_codes(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Every parser and sub-parser ends its --help with the product's one exit-code table."""
+    """Every parser and sub-parser ends its --help with the product's one exit-code table and
+    reports a bad option in one line (``OneLineErrors``)."""
+    if type(parser) is argparse.ArgumentParser:
+        parser.__class__ = OneLineErrors
     parser.formatter_class = HelpFormatter
     if EXIT_HELP not in (parser.epilog or ""):
         parser.epilog = f"{parser.epilog.rstrip()}\n\n{EXIT_HELP}\n" if parser.epilog else f"{EXIT_HELP}\n"
