@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,11 +62,15 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", durable: bool = True) -> Iterator[IO[Any]]:
     """Open a temp file next to ``path``; on success it replaces ``path`` atomically.
     ``durable=False`` skips the fsyncs: still all-or-nothing, but a crash of the machine may lose
-    the new file (for records that are cheap to make again)."""
+    the new file (for records that are cheap to make again). A replaced file keeps its permission
+    bits (a re-locked, tracked ``images.lock`` stays 0644); a new one is 0600, private until its
+    writer says otherwise (tokens and keys go through here too)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
+        with contextlib.suppress(FileNotFoundError):
+            os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
         with os.fdopen(fd, mode) as f:
             yield f
             if durable:

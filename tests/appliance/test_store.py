@@ -43,3 +43,19 @@ def test_writer_error_leaves_nothing(tmp_path: Path) -> None:
 def test_adler32_format(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"")
     assert file_checksum(tmp_path / "f", "adler32") == "00000001"
+
+
+def test_atomic_write_keeps_a_replaced_files_mode_and_makes_new_files_private(tmp_path):
+    import os
+    import stat
+
+    from appliance.fsutil import atomic_write_bytes
+
+    tracked = tmp_path / "images.lock"
+    tracked.write_text("old\n")
+    os.chmod(tracked, 0o644)
+    atomic_write_bytes(tracked, b"new\n")
+    assert tracked.read_bytes() == b"new\n" and stat.S_IMODE(tracked.stat().st_mode) == 0o644
+    secret = tmp_path / "token"
+    atomic_write_bytes(secret, b"s3cret\n")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
