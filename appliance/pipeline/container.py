@@ -130,7 +130,6 @@ class StageContainer:
         codearchive.extract(code_tar, job_dir / "code" / "appliance")
         (job_dir / "job.json").write_text(json.dumps({**job, "tether": "tether"}, sort_keys=True))
         tether = os.open(job_dir / "tether", os.O_RDWR | os.O_CREAT, 0o644)
-        os.chmod(job_dir, 0o755)
         for d, _dirs, files in os.walk(job_dir):  # readable by the work area's owner inside
             os.chmod(d, 0o755)
             for f in files:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import partial
 from pathlib import Path
 
 from appliance.pipeline import runner
@@ -28,18 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         _watch_caller(Path(args[0]).parent / job["tether"])
     stage, opts = job["stage"], job["options"]
     root, work = opts["root"], opts["work"]
-    if stage == "products":
-        from appliance.pipeline import products, stages
-
-        products.warm()  # forked workers start with astropy and the schema loaded
-        fn = partial(stages.products_one, root, work, label=opts["label"])
-    elif stage == "image":
-        from appliance.pipeline import stages
-
-        fn = partial(stages.image_one, root, work, tuple(opts["detectors"]), opts.get("truth_file"))
-    else:
+    if stage not in ("products", "image"):
         print(f"{args[0]}: field 'stage': expected products or image, got {stage!r}", file=sys.stderr)
         return 2
+    from appliance.pipeline.stages import item_function
+
+    fn = item_function(stage, root, work, opts)  # the host's own per-item function
 
     def on_result(item: str, res: tuple[str, str, dict, float]) -> None:
         runner.write_state(Path(work), stage, item, res)
