@@ -4,8 +4,9 @@ HTTPS with the test CA and a WLCG token), with its tape simulator behind it.
 Six observations of project X lie on three cartridges, interleaved: in name order (the order of
 the batch items) every item is on another cartridge than the one before, so recalling them item
 by item on the one drive would mount a cartridge per item (6 mounts). The archive is restarted
-before the batch (no cartridge left in the drive by the migration), so every cartridge the batch
-needs must be mounted at least once: a mount count equal to the number of cartridges means each
+before the batch (no cartridge left in the drive by the migration) with nothing waiting for tape
+(no migration mount during the batch), so every cartridge the batch needs must be mounted at
+least once: a mount count equal to the number of cartridges means each
 was mounted exactly once. What the test reads from the server: the stage POSTs in its access log,
 the tape counters of /metrics, the stage requests in its catalog.
 """
@@ -85,6 +86,10 @@ def tape_archive(tmp_path: Path, pki, token_key):  # noqa: F811
         a.ingest_local(tmp_path / "ingest.bin", "/projects/Y/other.fits", owner="alice")  # not project X
         (tmp_path / "ingest.bin").write_bytes(_fits("X", SIZE))
         a.ingest_local(tmp_path / "ingest.bin", "/elsewhere/x-too.fits", owner="alice")  # X, elsewhere
+        # these two go to tape now too: a migration left waiting would start (and mount a
+        # cartridge) during the batch, 30 simulated seconds after the restart
+        a.migrate_now()
+        _wait(lambda: not a._migration_pending(), "migration of the other files")
         for path in data:
             assert a.evict_path(path), f"{path}: disk copy not dropped"
             assert a.locality(path) in ("TAPE", "NEARLINE")
