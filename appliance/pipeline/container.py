@@ -16,7 +16,9 @@ writes the run record and stores the outputs. The container does the science: it
 * tethered: this process holds an exclusive lock on ``tether`` in the job mount while the
   container runs; the program inside waits for a shared lock on it and stops its process group
   when it gets one, so a run killed even with SIGKILL leaves no orphan container writing into the
-  work area that a re-run resumes in (the engine alone would keep a detached container running).
+  work area that a re-run resumes in (the engine alone would keep a detached container running);
+  the stopped container such a run leaves in the engine is removed by the next run
+  (``remove_abandoned``: its tether is free).
 
 Inside, each item's verdict is written to ``WORK/state/STAGE/ITEM.json`` as on the host, and a line
 ``@appliance-item ITEM`` on stdout tells the host's progress bar. Items the container left without
@@ -44,6 +46,8 @@ from appliance.runtimes.base import ContainerSpec, Mount
 IMAGE = "stages"
 MARK = "@appliance-item "
 PREFIX = "appliance-stage-"  # the job areas on the host, in the temporary directory
+LABEL_KEY = "org.appliance.pipeline-stage"
+LABEL = f"{LABEL_KEY}=1"  # on every stage container: what remove_abandoned looks at
 JOB_DIR = "/opt/appliance-stage"  # code/ and job.json, read-only
 # the variables a stage's result may depend on are passed (stagerun.ENV_KEYS); these are fixed
 FIXED_ENV = {"HOME": "/tmp",
@@ -109,7 +113,7 @@ class StageContainer:
             # the engines refuse more CPUs than the machine has (docker: "range of CPUs is from
             # 0.01 to 2.00"); more workers than cores share them
             tmpfs_size="1g", cpus=float(max(1, min(parallel, os.cpu_count() or 1))),
-            labels={"org.appliance.pipeline-stage": "1"})
+            labels={LABEL_KEY: "1"})
 
     def record_fields(self, spec: ContainerSpec) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The run record's ``image``, ``runtime`` and ``container`` for this execution."""
@@ -130,10 +134,9 @@ class StageContainer:
         codearchive.extract(code_tar, job_dir / "code" / "appliance")
         (job_dir / "job.json").write_text(json.dumps({**job, "tether": "tether"}, sort_keys=True))
         tether = os.open(job_dir / "tether", os.O_RDWR | os.O_CREAT, 0o644)
-        for d, _dirs, files in os.walk(job_dir):  # readable by the work area's owner inside
-            os.chmod(d, 0o755)
-            for f in files:
-                os.chmod(os.path.join(d, f), 0o644)
+        # held while this process lives (see the module's docstring), from the moment the tether
+        # exists: another run's job_area or remove_abandoned takes a free tether for a dead run's
+        fcntl.flock(tether, fcntl.LOCK_EX)
         tail: deque[str] = deque(maxlen=8)
 
         def on_log(line: str) -> None:
@@ -144,7 +147,11 @@ class StageContainer:
             print(line, file=sys.stderr)
 
         try:
-            fcntl.flock(tether, fcntl.LOCK_EX)  # held while this process lives (see the docstring)
+            for d, _dirs, files in os.walk(job_dir):  # readable by the work area's owner inside
+                os.chmod(d, 0o755)
+                for f in files:
+                    os.chmod(os.path.join(d, f), 0o644)
+            remove_abandoned(self._runtime)
             result = self._runtime.run(spec, on_log)
         finally:
             os.close(tether)
@@ -155,21 +162,49 @@ class StageContainer:
         return f"the stage container ({self.image_id[:19]}) ended with {why}" + (f": {last}" if last else "")
 
 
+def _abandoned(job_dir: str) -> bool:
+    """Nobody holds the tether of ``job_dir`` (or it is gone): the run that made it is dead."""
+    try:
+        fd = os.open(os.path.join(job_dir, "tether"), os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live run holds it
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_abandoned(runtime: Any) -> list[str]:
+    """Remove the stopped stage containers whose run is dead; their IDs.
+
+    A run removes its container when the engine reports it ended; a run killed with SIGKILL never
+    gets there, so its container stays behind, stopped (the tether stopped it). Such a container
+    is recognised by its job mount: a live run holds that directory's tether from before the
+    container is created until after it is removed, so a stopped container whose tether nobody
+    holds (or whose job directory is gone) belongs to no one. A live run's container is never
+    touched, whatever its state.
+    """
+    find = getattr(runtime, "stopped_containers", None)
+    if find is None:  # a runtime that cannot list its containers
+        return []
+    gone = []
+    for cid, mounts in find(LABEL):
+        source = mounts.get(JOB_DIR)
+        if source is not None and _abandoned(source):
+            runtime.remove_container(cid)
+            gone.append(cid)
+    return gone
+
+
 def job_area() -> Path:
     """A private directory for one execution's code and job file (removed by the caller). Those
     that runs killed with SIGKILL left behind (nobody holds their tether) are removed first."""
     base = Path(tempfile.gettempdir())
     for old in base.glob(f"{PREFIX}*"):
-        try:
-            fd = os.open(old / "tether", os.O_RDONLY)
-        except OSError:
-            continue  # not started yet (or not ours)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a live run holds it
-        finally:
-            os.close(fd)
-        shutil.rmtree(old, ignore_errors=True)
+        if (old / "tether").exists() and _abandoned(str(old)):  # no tether yet: not started (or not ours)
+            shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
 

@@ -136,6 +136,16 @@ class DockerRuntime:
             with contextlib.suppress(docker.errors.DockerException):
                 container.remove(force=True)
 
+    def stopped_containers(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        found = self.client.containers.list(all=True, filters={"label": label,
+                                                               "status": ["created", "exited", "dead"]})
+        return [(c.id, {m["Destination"]: m.get("Source", "") for m in c.attrs.get("Mounts", [])})
+                for c in found]
+
+    def remove_container(self, container_id: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.containers.get(container_id).remove(force=True)
+
     def usage(self, run_id: str) -> dict[str, float] | None:
         """CPU seconds and memory of the running container of ``run_id`` (for the heartbeat)."""
         found = self.client.containers.list(filters={"label": f"org.appliance.run={run_id}"})

@@ -116,6 +116,17 @@ class PodmanRuntime:
                     ids.append("sha256:" + json.loads(info.stdout)[0]["Id"].removeprefix("sha256:"))
         return ids
 
+    def stopped_containers(self, label: str) -> list[tuple[str, dict[str, str]]]:
+        ids = self._run("ps", "-a", "-q", "--no-trunc", "--filter", f"label={label}",
+                        "--filter", "status=created", "--filter", "status=exited").stdout.split()
+        if not ids:
+            return []
+        info = json.loads(self._run("inspect", *ids).stdout or "[]")
+        return [(c["Id"], {m["Destination"]: m.get("Source", "") for m in c.get("Mounts", [])}) for c in info]
+
+    def remove_container(self, container_id: str) -> None:
+        self._run("rm", "-f", container_id, check=False)
+
     def remove_image(self, image_id: str) -> None:
         self._run("rmi", "-f", image_id.removeprefix("sha256:"), check=False)
 

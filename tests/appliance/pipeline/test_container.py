@@ -124,10 +124,11 @@ def _locked(job_dir: Path) -> bool:
         os.close(fd)
 
 
-def _containers() -> list:
+def _containers(every: bool = False) -> list:
+    """The stage containers in the engine: running ones, or ``every`` one in any state."""
     import docker
 
-    return docker.from_env().containers.list(filters={"label": "org.appliance.pipeline-stage=1"})
+    return docker.from_env().containers.list(all=every, filters={"label": "org.appliance.pipeline-stage=1"})
 
 
 @pytest.mark.slow
@@ -143,7 +144,7 @@ def test_sigkill_of_a_container_run_leaves_no_orphan_and_resumes(engine, archive
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and (not sdir.is_dir() or len(list(sdir.glob("*.json"))) < 3):
         time.sleep(0.05)
-    assert [c for c in _containers() if c.id not in before_ids], "the stage ran in no container"
+    [killed] = [c.id for c in _containers() if c.id not in before_ids]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     t0 = time.monotonic()
@@ -163,6 +164,9 @@ def test_sigkill_of_a_container_run_leaves_no_orphan_and_resumes(engine, archive
     out = json.loads(r.stdout)
     assert out["processed"] == total - kept  # only what the killed run had not finished
     assert out["failed"] == 0 and out["done"] + out["flagged"] == total
+    # the killed run's stopped container was left in the engine (its run never came back to
+    # remove it); the re-run removed it, and its own
+    assert killed not in {c.id for c in _containers(every=True)}, "the killed run's container was left behind"
 
 
 def test_a_container_that_dies_fails_its_items_with_the_reason(engine, tmp_path):
@@ -215,3 +219,45 @@ def test_runtime_option_is_checked():
     r = subprocess.run([sys.executable, "-m", "appliance.cli", "pipeline", "products", "--root", "/nonexistent",
                         "--work", "/tmp/x", "--runtime", "nosuch"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--runtime" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_remove_abandoned_takes_only_stopped_containers_of_dead_runs(engine, tmp_path):
+    """A stopped stage container whose job directory's tether is held (a live run between the
+    engine's report and its own removal) stays; once nobody holds it, or the directory is gone,
+    it is removed; a stopped container without the stage label is never looked at."""
+    import fcntl
+
+    import docker
+
+    from appliance.config import Settings
+    from appliance.runtimes import get_runtime
+
+    client = docker.from_env()
+    rt = get_runtime("docker", Settings.load())
+    made = []
+
+    def stopped(job_dir: Path, labels: dict[str, str]) -> str:
+        job_dir.mkdir()
+        c = client.containers.create(engine, command=["true"], labels=labels, network_mode="none",
+                                     volumes={str(job_dir): {"bind": ct.JOB_DIR, "mode": "ro"}})
+        made.append(c.id)
+        return c.id
+
+    try:
+        live, dead, gone = (stopped(tmp_path / n, {ct.LABEL_KEY: "1"}) for n in ("live", "dead", "gone"))
+        other = stopped(tmp_path / "other", {"org.example": "1"})
+        held = os.open(tmp_path / "live" / "tether", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(held, fcntl.LOCK_EX)
+        (tmp_path / "dead" / "tether").write_text("")
+        (tmp_path / "gone").rmdir()
+        try:
+            removed = ct.remove_abandoned(rt)
+        finally:
+            os.close(held)
+        assert set(removed) >= {dead, gone} and live not in removed and other not in removed
+        left = {c.id for c in client.containers.list(all=True)}
+        assert live in left and other in left and dead not in left and gone not in left
+        assert live in ct.remove_abandoned(rt)  # its tether is free now
+    finally:
+        for cid in made:
+            rt.remove_container(cid)
