@@ -379,6 +379,8 @@ class TapeLoop:
         with self._cand_lock:
             if self._candidates is None:  # invalidated meanwhile: the next scan lists it
                 self._cand_gen += 1
+            elif any(f.file_id == entry.file_id for f, _ in self._candidates):
+                pass  # a scan that ran after the commit listed it already (once is once on tape)
             else:
                 new = list(self._candidates)
                 bisect.insort(new, (entry, []), key=lambda c: c[0].modified)

@@ -28,6 +28,28 @@ def test_ingest_checksums_and_migration_by_age(make_archive):
     assert a.metrics.mounts == 1
 
 
+def test_a_file_listed_by_a_scan_after_its_commit_is_not_listed_twice(make_archive):
+    """The engine thread may rescan the migration candidates between a PUT's catalog commit and
+    the PUT's own insert into the cached list: the file is then in the list already, and is not
+    added a second time (it would have gone to tape twice)."""
+    a = make_archive()
+    put(a, "/obs/first.dat", b"one")
+    loop = a.tapeloop
+    assert [f.path for f, _ in loop._migration_candidates()] == ["/obs/first.dat"]
+    ingested = loop._ingested
+
+    def scan_then_insert(entry, replaced):  # the engine's rescan falls just before the insert
+        loop._invalidate_candidates()
+        loop._migration_candidates()
+        ingested(entry, replaced)
+
+    loop._ingested = scan_then_insert
+    put(a, "/obs/second.dat", b"two")
+    cached = [f.file_id for f, _ in loop._migration_candidates()]
+    assert cached == [f.file_id for f, _ in a.catalog.migration_candidates(a.cfg.tape.copies)]
+    assert len(cached) == len(set(cached)) == 2
+
+
 def test_migration_by_batch_size_is_immediate(make_archive):
     a = make_archive(migration={"batch_files": 3})
     for i in range(3):
