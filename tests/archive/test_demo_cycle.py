@@ -34,6 +34,6 @@ def test_migrate_evict_stage_cycle_in_seconds(tmp_path, pki, token_key, mint):
                                                       "diskLifetime": "PT10M"}]}).json()["requestId"]
         wait_for(lambda: "completedAt" in s.get(f"{api}/stage/{rid}").json(), what="recall")
         assert s.get(srv.url + nearline[0]).content == blobs[nearline[0]]
-        assert time.monotonic() - t0 < 20
+        assert time.monotonic() - t0 < 60  # usually 1-3 s; a budget, not a benchmark
     finally:
         srv.stop()

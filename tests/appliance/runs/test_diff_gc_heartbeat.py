@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,8 @@ def test_heartbeat_waits_for_silence() -> None:
         done.wait(1.3)
         assert lines == []
         clock[0] = 9.5
-        done.wait(1.3)
+        deadline = time.monotonic() + 10  # the thread looks once a second: wait for its beat
+        while not lines and time.monotonic() < deadline:
+            done.wait(0.05)
     assert lines == [format_beat("r1", 9.5, {"cpu_seconds": 2.0, "memory_bytes": 2**21})]
     assert "0m09s elapsed" in lines[0] and "cpu 2.0 s, memory 2 MiB" in lines[0]
