@@ -45,7 +45,7 @@ def test_a_refused_body_is_answered_at_once(case, http, anonymous, lta):
         r = anonymous.request("PROPFIND", lta.url + "/private-area", data=PROPFIND_BODY,
                               headers={"Depth": "0"}, timeout=10)
         assert r.status_code == 401
-    assert time.monotonic() - t0 < 5, "answered only after the client's own timeout"
+    assert time.monotonic() - t0 < 9, "answered only after the client's own timeout"  # 10 s; usually ms
 
 
 @pytest.mark.parametrize("path", ["/h/%c0%ae%c0%ae/x", "/h/%ff", "/h/%252e%252e/x", "/h/name%7f", "/h/a%C2%85b"])
