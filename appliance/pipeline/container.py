@@ -163,11 +163,14 @@ class StageContainer:
 
 
 def _abandoned(job_dir: str) -> bool:
-    """Nobody holds the tether of ``job_dir`` (or it is gone): the run that made it is dead."""
+    """Nobody holds the tether of ``job_dir`` (or it is gone): the run that made it is dead.
+    A tether this process may not open (another user's run) is never taken for a dead run's."""
     try:
         fd = os.open(os.path.join(job_dir, "tether"), os.O_RDONLY)
-    except OSError:
+    except FileNotFoundError:
         return True
+    except OSError:
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
