@@ -78,8 +78,19 @@ async function loadDetections(id, c) {
 async function refresh() {
   const d = await api("GET", "api/observations");
   const main = document.getElementById("observations");
+  // a note being typed survives the re-render (another run or flag, here or in another page, ends
+  // in a refresh): the typed text and the focus are put back on the new card
+  const typed = {};
+  for (const n of main.querySelectorAll(".obs .flag-note")) {
+    const id = n.closest(".obs").id;
+    if (n === document.activeElement || n.value !== n.defaultValue) typed[id] = { value: n.value, focus: n === document.activeElement };
+  }
   main.innerHTML = "";
   for (const o of d.observations) { state.obs[o.id] = o; main.append(card(o, d.stages)); }
+  for (const [id, t] of Object.entries(typed)) {
+    const n = document.querySelector('[id="' + id + '"] .flag-note');
+    if (n) { n.value = t.value; if (t.focus) n.focus(); }
+  }
   document.body.setAttribute("data-rendered", String(d.observations.length));
   window.pipelineRenderedAt = performance.now();
 }

@@ -233,10 +233,25 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
         click(d, f"{sel} button.rerun[data-stage=products]")
         msg = wait_for(d, "(t => t.startsWith('products:') && t)(document.getElementById('message').textContent)")
         assert msg.startswith("products: 0 done, 1 flagged, 0 failed"), msg
-        assert "flagged: side lobes, seen in the browser" in d.find_element(By.CSS_SELECTOR, sel).text
+        # read in the page, not through an element handle: the card is re-rendered as the run's
+        # results arrive, and a handle taken before that is stale
+        assert wait_for(d, f"document.querySelector('{sel}').innerText"
+                           ".includes('flagged: side lobes, seen in the browser')")
         click(d, f"{sel} button.unflag")
         wait_for(d, f"!document.querySelector('{sel}').classList.contains('flagged')")
         assert target["item"] not in load_flags(server_work(server))
+
+        # a note being typed survives a re-render of the list (any run or flag ends in one)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        note = d.find_element(By.CSS_SELECTOR, f"{sel} .flag-note")
+        note.clear()
+        note.send_keys("half typed")
+        d.execute_script("return refresh()")  # the page's own re-render (awaited)
+        with pytest.raises(StaleElementReferenceException):
+            note.get_attribute("value")  # the card was rebuilt
+        assert d.execute_script(f"return document.querySelector('{sel} .flag-note').value") == "half typed"
+        assert d.execute_script(f"return document.activeElement === document.querySelector('{sel} .flag-note')")
     finally:
         d.quit()
 
