@@ -22,8 +22,9 @@ The 2-worker speed-up (issue #18 asks >= 1.8x on 2 cores): --workers-case runs t
 1-minute load average when it started, the ratio of the fastest runs, and the phases of those
 (plan, pass1, index, pass2, finish; the rest of the wall is the interpreter's start-up and the
 summary's write), and the machine's own ceiling: the same memory and tmpfs copying (what the
-partitioner's profile is made of) in two processes against one. Another job on the machine makes the ratio meaningless: before each run the
-bench waits (up to --wait s) for the load to fall to --max-load, and marks runs started above it.
+partitioner's profile is made of) in two processes against one. Another job on the machine makes
+the ratio meaningless: before each run the bench waits (up to --wait s) for the load to fall to
+--max-load, and marks runs started above it.
 
 Usage: .venv/bin/python bench/qserv_partition.py [--cases 1e6:340/3/0.01667,1e6:85/12/0.1,1e7:340/3/0.01667]
        [--workers-case 1e7:340/3/0.01667] [--sph-partition PATH] [--repeat N] [--max-load L] [--wait S] [--json]
@@ -252,7 +253,7 @@ def workers_case(src: Path, out: Path, rows: int, grid: str, repeat: int, max_lo
     one, two = (min(runs[w], key=lambda r: r["wall"]) for w in (1, 2))
     _wait_for_load(max_load, wait)
     ceiling = machine_ceiling(out.parent)
-    return {"machine_2_process_speedup": ceiling,"rows": rows, "grid": grid, "workers_1_wall": one["wall"], "workers_2_wall": two["wall"],
+    return {"machine_2_process_speedup": ceiling, "rows": rows, "grid": grid, "workers_1_wall": one["wall"], "workers_2_wall": two["wall"],
             "speedup_2_workers": one["wall"] / two["wall"], "workers_1_cpu": one["cpu"], "workers_2_cpu": two["cpu"],
             "workers_1_rss_mb": one["rss_mb"], "workers_2_rss_mb": two["rss_mb"],
             "workers_1_phases": one["phases"], "workers_2_phases": two["phases"],
