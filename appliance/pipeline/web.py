@@ -52,6 +52,8 @@ class WebState:
         self._items: tuple[float, dict[str, str]] | None = None
         self._paths: dict[str, tuple[float | None, Path | None]] = {}
         self._thumbs: dict[tuple[str, float], tuple[bytes, list[int]]] = {}
+        self._thumb_locks: dict[tuple[str, float], threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self._cats: dict[tuple[str, float], list[dict]] = {}
 
     # -- the items: only names the pipeline produced, never a path from a request -----------------
@@ -123,30 +125,58 @@ class WebState:
         fits = sorted(p for p in folder.iterdir() if p.is_file() and is_fits(p.name))
         return fits[0] if fits else None
 
-    def thumbnail(self, item: str) -> tuple[bytes, list[int]]:
+    @staticmethod
+    def warm() -> None:
+        """Import, in this thread and before the first request, what the request threads use.
+
+        The first page load asks for every thumbnail at once: without this, forty threads would
+        run the first imports of matplotlib, astropy and the pipeline modules concurrently, where
+        Python hands a thread that meets a concurrent circular import a partly initialised module.
+        It also takes the imports out of the first render's time.
+        """
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.image  # noqa: F401
+        from astropy.io.votable import parse_single_table  # noqa: F401
+
+        from appliance.pipeline import fitsimage, products, runner, stages  # noqa: F401
+
+    def thumbnail(self, item: str) -> tuple[bytes, list[int]]:
+        """The PNG of an observation's image and the image's shape: rendered once per file
+        version (the page's thumbnail and detections requests for one card arrive together)."""
+        p = self.image_path(item)
+        if p is None:
+            raise FileNotFoundError(item)
+        key = (str(p), p.stat().st_mtime)
+        hit = self._thumbs.get(key)
+        if hit is not None:
+            return hit
+        with self._locks_lock:
+            lock = self._thumb_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._thumbs:
+                self._thumbs[key] = self._render(p)
+        with self._locks_lock:
+            self._thumb_locks.pop(key, None)
+        return self._thumbs[key]
+
+    @staticmethod
+    def _render(p: Path) -> tuple[bytes, list[int]]:
         import matplotlib.image as mpimg
         import numpy as np
 
         from appliance.pipeline.fitsimage import read_image
 
-        p = self.image_path(item)
-        if p is None:
-            raise FileNotFoundError(item)
-        key = (str(p), p.stat().st_mtime)
-        if key not in self._thumbs:
-            im = read_image(p, need_wcs=False)
-            shape = [int(im.data.shape[0]), int(im.data.shape[1])]
-            d = im.data
-            finite = d[np.isfinite(d)]
-            lo, hi = (np.percentile(finite, [1, 99.7]) if finite.size else (0.0, 1.0))
-            buf = io.BytesIO()
-            mpimg.imsave(buf, np.where(np.isfinite(d), d, lo), vmin=lo, vmax=max(hi, lo + 1e-12),
-                         cmap="inferno", origin="lower", format="png")
-            self._thumbs[key] = (buf.getvalue(), shape)
-        return self._thumbs[key]
+        im = read_image(p, need_wcs=False)
+        shape = [int(im.data.shape[0]), int(im.data.shape[1])]
+        d = im.data
+        finite = d[np.isfinite(d)]
+        lo, hi = (np.percentile(finite, [1, 99.7]) if finite.size else (0.0, 1.0))
+        buf = io.BytesIO()
+        mpimg.imsave(buf, np.where(np.isfinite(d), d, lo), vmin=lo, vmax=max(hi, lo + 1e-12),
+                     cmap="inferno", origin="lower", format="png")
+        return buf.getvalue(), shape
 
     def catalog_path(self, item: str) -> Path | None:
         from appliance.pipeline.runner import item_id
@@ -459,6 +489,7 @@ def serve(a: argparse.Namespace) -> int:
     from appliance.pipeline.container import runtime_of
 
     state = WebState(root, work, token, parallel=a.parallel, detectors=detectors, runtime=runtime_of(a))
+    state.warm()
     host_in_url = "127.0.0.1" if a.host in ("0.0.0.0", "::") else a.host
     config = uvicorn.Config(create_app(state), host=a.host, port=a.port, log_level="warning",
                             ws="websockets-sansio", timeout_graceful_shutdown=5)

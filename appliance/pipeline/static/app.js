@@ -33,7 +33,8 @@ function card(o, stages) {
   const c = el("div", { class: "obs" + (o.flag ? " flagged" : ""), id: "obs-" + o.id, "data-item": o.item });
   c.append(el("h2", {}, o.item));
   const th = el("div", { class: "thumb" });
-  th.append(el("img", { src: withToken("api/obs/" + o.id + "/thumb.png"), alt: o.item, loading: "lazy" }));
+  const src = withToken("api/obs/" + o.id + "/thumb.png");
+  th.append(el("img", { src, alt: o.item, loading: "lazy", onerror: () => thumbFailed(th, src) }));
   th.append(document.createElementNS("http://www.w3.org/2000/svg", "svg"));
   c.append(th);
   const st = el("div", { class: "stages" });
@@ -55,6 +56,19 @@ function card(o, stages) {
   c.append(el("div", { class: "hl-rows" }));
   if (o.has_catalog) loadDetections(o.id, c);
   return c;
+}
+
+// a thumbnail that did not load says why on the card (the server's one line), not a broken icon
+async function thumbFailed(th, src) {
+  let why;
+  try {
+    const r = await fetch(src, { headers });
+    const d = await r.json().catch(() => ({}));
+    why = r.ok ? "the browser could not decode the image" : (d.detail || "HTTP " + r.status);
+  } catch (e) { why = String(e.message); }
+  th.classList.add("no-thumb");
+  th.setAttribute("data-error", why);
+  th.append(el("div", { class: "thumb-error" }, "no thumbnail: " + why));
 }
 
 async function loadDetections(id, c) {

@@ -204,8 +204,11 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
         cards = d.find_elements(By.CSS_SELECTOR, ".obs")
         assert [c.get_attribute("data-item") for c in cards] == items
         # thumbnails decoded by the browser (a broken PNG has naturalWidth 0)
-        wait_for(d, "Array.from(document.querySelectorAll('.obs img')).slice(0, 4)"
-                    ".every(i => i.complete && i.naturalWidth > 0)")
+        try:
+            wait_for(d, "Array.from(document.querySelectorAll('.obs img')).slice(0, 4)"
+                        ".every(i => i.complete && i.naturalWidth > 0)")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{thumbs_state(d, server)}") from None
         first = d.execute_script("return document.querySelector('.obs img').naturalWidth")
         assert first > 0
 
@@ -256,6 +259,46 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
         d.quit()
 
 
+def thumbs_state(d, server: Server) -> str:  # noqa: ANN001
+    """What the first thumbnails of the page are doing and what the server answers for them (for a
+    failure message: a thumbnail that never loads says nothing by itself)."""
+    imgs = d.execute_script("return Array.from(document.querySelectorAll('.obs img')).slice(0, 4).map(i => "
+                            "({src: i.src, complete: i.complete, width: i.naturalWidth, "
+                            "top: Math.round(i.getBoundingClientRect().top), "
+                            "error: i.parentElement.getAttribute('data-error')}))")
+    lines = []
+    for i in imgs:
+        code, body = http(i["src"])
+        lines.append(f"{i} -> server now: HTTP {code} {body[:80]!r}")
+    return "\n".join(lines) + "\nserver log (tail):\n" + server.log.read_text()[-3000:]
+
+
+def test_browser_says_why_a_thumbnail_is_missing(archive_root, tmp_path):
+    """An observation with no image (an empty product folder) shows the server's reason on its card,
+    not a broken image; the others still show theirs."""
+    root = tmp_path / "root"
+    folders = list_observations(archive_root)[:2]
+    for f in folders:
+        shutil.copytree(archive_root / f, root / f)
+    (root / "empty" / "obs-none").mkdir(parents=True)
+    s = Server(root, tmp_path / "work", "--no-samp").wait()
+    d = browser()
+    try:
+        d.get(s.url)
+        assert wait_for(d, "document.body.getAttribute('data-rendered')") == "3"
+        iid = item_id("empty/obs-none")
+        why = wait_for(d, f"document.querySelector('[id=\"obs-{iid}\"] .thumb').getAttribute('data-error')")
+        assert why == "empty/obs-none: no image in this observation", why
+        text = d.execute_script(f"return document.querySelector('[id=\"obs-{iid}\"] .thumb-error').textContent")
+        assert text == "no thumbnail: " + why
+        for f in folders:
+            assert wait_for(d, f"(i => i.complete && i.naturalWidth)(document.querySelector('[id=\"obs-{item_id(f)}\"] img'))")
+        assert d.execute_script("return document.querySelectorAll('.thumb-error').length") == 1
+    finally:
+        d.quit()
+        s.stop()
+
+
 def server_work(s: Server) -> Path:
     m = re.search(r"\(work (\S+), root", s.log.read_text())
     assert m
@@ -264,3 +307,34 @@ def server_work(s: Server) -> Path:
 
 def test_item_ids_match_the_cli(archive_root):
     assert all(item_id(i) == i.replace("/", "__") for i in list_observations(archive_root))
+
+
+def test_a_thumbnail_is_rendered_once_when_requests_arrive_together(archive_root, work_products, monkeypatch):
+    """The page asks for a card's thumbnail and its detections (which need the image's shape) at
+    once, and every card at once: one render per image, the others wait for it."""
+    import threading
+
+    from appliance.pipeline.web import WebState
+
+    state = WebState(archive_root, work_products, None)
+    state.warm()
+    calls, real = [], WebState._render
+    gate = threading.Event()
+
+    def slow_render(p):  # noqa: ANN001, ANN202
+        calls.append(p)
+        gate.wait(5)
+        return real(p)
+
+    monkeypatch.setattr(WebState, "_render", staticmethod(slow_render))
+    item = list_observations(archive_root)[0]
+    out: list = []
+    threads = [threading.Thread(target=lambda: out.append(state.thumbnail(item))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(out) == 8
+    assert all(o is out[0] for o in out) and out[0][0].startswith(b"\x89PNG")
