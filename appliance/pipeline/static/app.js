@@ -29,12 +29,16 @@ function el(tag, attrs, ...children) {
 
 function withToken(url) { return token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url; }
 
-function card(o, stages) {
+// the first screenful of thumbnails loads at once (lazy loading above the fold only delays them);
+// the rest load as they scroll near
+const EAGER_THUMBS = 12;
+
+function card(o, stages, index) {
   const c = el("div", { class: "obs" + (o.flag ? " flagged" : ""), id: "obs-" + o.id, "data-item": o.item });
   c.append(el("h2", {}, o.item));
   const th = el("div", { class: "thumb" });
   const src = withToken("api/obs/" + o.id + "/thumb.png");
-  th.append(el("img", { src, alt: o.item, loading: "lazy", onerror: () => thumbFailed(th, src) }));
+  th.append(el("img", { src, alt: o.item, loading: index < EAGER_THUMBS ? "eager" : "lazy", onerror: () => thumbFailed(th, src) }));
   th.append(document.createElementNS("http://www.w3.org/2000/svg", "svg"));
   c.append(th);
   const st = el("div", { class: "stages" });
@@ -100,7 +104,7 @@ async function refresh() {
     if (n === document.activeElement || n.value !== n.defaultValue) typed[id] = { value: n.value, focus: n === document.activeElement };
   }
   main.innerHTML = "";
-  for (const o of d.observations) { state.obs[o.id] = o; main.append(card(o, d.stages)); }
+  d.observations.forEach((o, i) => { state.obs[o.id] = o; main.append(card(o, d.stages, i)); });
   for (const [id, t] of Object.entries(typed)) {
     const n = document.querySelector('[id="' + id + '"] .flag-note');
     if (n) { n.value = t.value; if (t.focus) n.focus(); }

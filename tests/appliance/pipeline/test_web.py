@@ -211,6 +211,9 @@ def test_browser_renders_runs_a_stage_and_flags(server, archive_root):
             raise AssertionError(f"{e}\n{thumbs_state(d, server)}") from None
         first = d.execute_script("return document.querySelector('.obs img').naturalWidth")
         assert first > 0
+        # the first screenful loads at once, the rest as it scrolls near
+        loading = d.execute_script("return Array.from(document.querySelectorAll('.obs img')).map(i => i.loading)")
+        assert loading == ["eager"] * 12 + ["lazy"] * (len(items) - 12)
 
         # run the image stage on one observation from its card
         target = next(o for o in json.loads(http(server.url + "api/observations")[1])["observations"]
