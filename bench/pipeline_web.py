@@ -12,6 +12,9 @@ Selenium).
   ``coord.pointAt.sky``, which the app resolves to the nearest detection over every catalog) to
   the app through the hub as a notification; latency = wall clock at send -> ``Date.now()`` in
   the page once the source is highlighted (same machine, same clock).
+- Baselines in the same run, printed as ratios: the list answer alone (``GET /api/observations``
+  over HTTP, no page) against the page's render; the same SAMP notifications through the same hub
+  to a plain astropy SAMP client (the hub's own delivery) against SAMP-to-page.
 
     .venv/bin/python bench/pipeline_web.py [-n 200] [--repeat 30]
 """
@@ -106,6 +109,14 @@ def main() -> int:
                      if i == 0 else (render.append(r), thumbs.append(th)))
                 out["first_render_warm_list"] = summary(render)
                 out["first_render_warm_thumbs8"] = summary(thumbs)
+                # baseline: the server's own answer for the list (JSON over HTTP, no page)
+                api = []
+                for _ in range(len(render)):
+                    t1 = time.perf_counter()
+                    http(url + "api/observations")
+                    api.append((time.perf_counter() - t1) * 1000)
+                out["baseline_api_observations"] = summary(api)
+                out["render_vs_api_ratio"] = round(statistics.median(render) / statistics.median(api), 2)
 
                 obs = [o for o in json.loads(http(url + "api/observations")[1])["observations"] if o["has_catalog"]]
                 iid = obs[0]["id"]
@@ -114,6 +125,33 @@ def main() -> int:
                 wait_for(d, f"document.querySelectorAll('[id=\"obs-{iid}\"] svg circle').length === {len(dets)}")
                 c = SAMPIntegratedClient(name="bench-sender", addr="127.0.0.1")
                 c.connect()
+                # baseline: the same notifications through the same hub to a plain astropy SAMP
+                # client (the hub's own delivery, no app, no WebSocket, no page)
+                base = SAMPIntegratedClient(name="bench-baseline", addr="127.0.0.1")
+                base.connect()
+                got: list[float] = []
+                for kind in ("table.highlight.row", "coord.pointAt.sky"):
+                    base.bind_receive_notification(kind, lambda *args: got.append(time.time() * 1000))
+                try:
+                    bid = next(x for x in c.get_registered_clients()
+                               if c.get_metadata(x).get("samp.name") == "bench-baseline")
+                    for kind in ("table.highlight.row", "coord.pointAt.sky"):
+                        lat = []
+                        for k in range(a.repeat):
+                            det = dets[k % len(dets)]
+                            params = ({"table-id": f"appliance-pipeline:{iid}", "row": str(det["row"])}
+                                      if kind == "table.highlight.row" else
+                                      {"ra": str(det["ra"]), "dec": str(det["dec"])})
+                            n0 = len(got)
+                            sent = time.time() * 1000
+                            c.notify(bid, {"samp.mtype": kind, "samp.params": params})
+                            deadline = time.monotonic() + 30
+                            while len(got) == n0 and time.monotonic() < deadline:
+                                time.sleep(0.0005)
+                            lat.append(got[-1] - sent)
+                        out[f"baseline_samp_{kind}"] = summary(lat)
+                finally:
+                    base.disconnect()
                 try:
                     app = next(x for x in c.get_registered_clients()
                                if c.get_metadata(x).get("samp.name") == "appliance-pipeline")
@@ -132,12 +170,14 @@ def main() -> int:
                             assert ev["shown"], ev
                             lat.append(ev["t_shown_ms"] - sent)
                         out[f"samp_to_page_{kind}"] = summary(lat)
+                        out[f"samp_to_page_vs_hub_ratio_{kind}"] = round(
+                            out[f"samp_to_page_{kind}"]["median_ms"] / out[f"baseline_samp_{kind}"]["median_ms"], 2)
                 finally:
                     c.disconnect()
             finally:
                 d.quit()
             out["goal_ms"] = 200
-            out["goal_met"] = all(v["p90_ms"] < 200 for k, v in out.items() if k.startswith("samp_to_page"))
+            out["goal_met"] = all(v["p90_ms"] < 200 for k, v in out.items() if k.startswith("samp_to_page") and isinstance(v, dict))
             json.dump(out, sys.stdout, indent=2)
             sys.stdout.write("\n")
             sys.stdout.flush()
