@@ -130,8 +130,8 @@ def test_concurrent_openers_apply_each_step_once(backend, tmp_path, request):
 
 
 def _open_at_barrier(target: str, barrier, q) -> None:
-    barrier.wait()  # every process converts the fresh file at the same moment
     try:
+        barrier.wait(60)  # every process converts the fresh file at the same moment
         SqliteCatalog(target).close()
         q.put("ok")
     except Exception as err:  # noqa: BLE001 - reported to the parent
@@ -143,8 +143,14 @@ def test_simultaneous_first_opens_of_a_new_sqlite_file(tmp_path):
 
     `PRAGMA journal_mode=WAL` needs exclusive access and SQLite runs no busy handler for it: before
     the retry in catalog_sqlite._use_wal about 5 % of such opens failed with "database is locked"
-    (one failed a fresh-machine CI run, in test_concurrent_openers_apply_each_step_once)."""
-    ctx = multiprocessing.get_context("fork")
+    (one failed a fresh-machine CI run, in test_concurrent_openers_apply_each_step_once).
+
+    The processes come from a fork server (one clean single-threaded process with this module
+    loaded), not a fork of pytest: a fork of a process with threads (the suite's servers, pools and
+    monitors) can inherit a lock another thread held, and a child hung that way failed a fresh run
+    (a queue read timed out after 120 s)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     failures = []
     for i in range(40):
         target = str(tmp_path / f"new{i}.db")
