@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import operator
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -156,9 +157,7 @@ class SqlCatalog:
     dialect: Dialect
 
     def __init__(self) -> None:
-        self._local = threading.local()
-        self._live: set[Any] = set()  # every open connection, for close()
-        self._conns_lock = threading.Lock()
+        self._fresh_process_state()
         # SQLite has one writer at a time, and a connection that finds the write lock taken
         # polls for it with sleeps that grow to 100 ms (its busy handler): under 50 clients
         # PUTs and stage requests queued there for most of their p95. This process's writers
@@ -166,6 +165,25 @@ class SqlCatalog:
         # busy handler is left for other processes (the CLI). PostgreSQL writes concurrently.
         self._writer = threading.Lock() if self.dialect.name == "sqlite" else None
         self._init_schema()
+
+    def _fresh_process_state(self) -> None:
+        """Connections and their locks, owned by this process.
+
+        A catalog carried across ``fork()`` must not use, close or lock what the parent had: the
+        child inherits the parent's connections (SQLite and libpq both say never to use one
+        across a fork) and the parent's locks in whatever state another thread of the parent had
+        them, which the child has no thread to release. A forked child hung here for good: a
+        garbage collection right after the fork finalised a parent thread's connection token and
+        waited on ``_conns_lock`` (fresh-clone test run, 2026-12-03). The child starts afresh.
+        """
+        self._conns_lock = threading.Lock()
+        self._live: set[Any] = set()  # every open connection of this process, for close()
+        if getattr(self, "_writer", None) is not None:
+            self._writer = threading.Lock()
+        # dropping the parent's thread-local storage finalises its connection tokens: _release
+        # must still see the parent's pid then, and leave those connections alone
+        self._local = threading.local()
+        self._pid = os.getpid()
 
     # -- connection and transactions --------------------------------------------------------
     def _connect(self) -> Any:  # pragma: no cover - abstract
@@ -179,6 +197,8 @@ class SqlCatalog:
         thread per client connection, and keeping them all open leaked two file descriptors per
         client until the process hit its limit (measured: 1,200 one-shot TLS clients, then every
         answer was 500 'unable to open database file')."""
+        if self._pid != os.getpid():
+            self._fresh_process_state()  # a forked child: the parent's connections are not ours
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -192,6 +212,8 @@ class SqlCatalog:
         return conn
 
     def _release(self, conn: Any) -> None:
+        if self._pid != os.getpid():
+            return  # a parent's connection, finalised in a forked child: the parent's to close
         with self._conns_lock:
             if conn not in self._live:
                 return
@@ -290,6 +312,9 @@ class SqlCatalog:
         return int(row[0])
 
     def close(self) -> None:
+        if self._pid != os.getpid():
+            self._fresh_process_state()  # a forked child has none of its own yet
+            return
         with self._conns_lock:
             live, self._live = list(self._live), set()
         for conn in live:
