@@ -16,6 +16,7 @@ before it is written; a document that fails is an error naming the file, never a
 
 from __future__ import annotations
 
+import os
 import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -185,6 +186,17 @@ def _parser():  # type: ignore[no-untyped-def]
 
 
 _SCHEMA_LOCK = threading.Lock()  # an lxml schema's error log is per object: one validation at a time
+
+
+def _new_schema_lock() -> None:
+    # a worker forked while another thread validated (the web server's request threads read
+    # products documents while a run from the page forks its workers) inherits the lock held, with
+    # no thread to release it: the child starts with its own
+    global _SCHEMA_LOCK
+    _SCHEMA_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_schema_lock)
 
 
 def warm() -> None:
