@@ -110,7 +110,7 @@ def test_concurrent_openers_apply_each_step_once(backend, tmp_path, request):
         target = pg_schema_dsn(request.getfixturevalue("pg_dsn"))
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_open, args=(backend, target, q)) for _ in range(4)]
+    procs = [ctx.Process(target=_open, args=(backend, target, q), daemon=True) for _ in range(4)]
     for p in procs:
         p.start()
     results = [q.get(timeout=120) for _ in procs]
@@ -155,7 +155,7 @@ def test_simultaneous_first_opens_of_a_new_sqlite_file(tmp_path):
     for i in range(40):
         target = str(tmp_path / f"new{i}.db")
         q, barrier = ctx.Queue(), ctx.Barrier(8)
-        procs = [ctx.Process(target=_open_at_barrier, args=(target, barrier, q)) for _ in range(8)]
+        procs = [ctx.Process(target=_open_at_barrier, args=(target, barrier, q), daemon=True) for _ in range(8)]
         for p in procs:
             p.start()
         failures += [r for r in (q.get(timeout=120) for _ in procs) if r != "ok"]
