@@ -162,42 +162,19 @@ def test_a_forked_child_never_touches_the_parents_connections_or_locks(store):
     ending a connection does for a moment): in the child, finalising a parent's connection returns
     at once, and the catalog works on a connection of the child's own while the parent's stays
     usable. Before, a forked child waited for good on the lock (seen in a fresh-clone test run)."""
-    import os
-    import signal
-    import threading
-    import time
+    from tests.forking import fork_while_held
 
     store.commit_file(fe("/fork/a"), disk=True, product=None)
     parent_conn = store._conn()
-    held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with store._conns_lock:
-            held.set()
-            release.wait(30)
+    def child() -> int:  # 0 only if both work
+        store._release(parent_conn)  # what a garbage collection right after fork did
+        store.commit_file(fe("/fork/b"), disk=True, product=None)
+        code = 0 if store._conn() is not parent_conn and store.get_file("/fork/b") else 3
+        store.close()
+        return code
 
-    t = threading.Thread(target=hold)
-    t.start()
-    held.wait(10)
-    pid = os.fork()
-    if pid == 0:  # the child: exit 0 only if both work; never return into pytest
-        code = 1
-        try:
-            store._release(parent_conn)  # what a garbage collection right after fork did
-            store.commit_file(fe("/fork/b"), disk=True, product=None)
-            code = 0 if store._conn() is not parent_conn and store.get_file("/fork/b") else 3
-            store.close()
-        finally:
-            os._exit(code)
-    release.set()
-    t.join()
-    deadline = time.monotonic() + 60
-    while (r := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if r == (0, 0):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise AssertionError("the forked child hung on a lock the parent's thread held at fork time")
-    assert os.waitstatus_to_exitcode(r[1]) == 0
+    assert fork_while_held(store._conns_lock, child, 60,
+                           "the forked child hung on a lock the parent's thread held at fork time") == 0
     assert store._conn() is parent_conn  # the parent's connection was left alone
     assert store.get_file("/fork/a") and store.get_file("/fork/b")  # the child's write is in the catalog

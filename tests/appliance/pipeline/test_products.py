@@ -105,42 +105,17 @@ def test_xml_that_fails_its_schema_is_refused(tmp_path):
 def test_a_worker_forked_during_another_threads_validation_validates(tmp_path):
     """The web server's request threads validate products documents while a run from the page
     forks its workers: a worker forked while the schema lock was held must not wait for it."""
-    import os
-    import signal
-    import threading
-    import time
-
     from appliance.pipeline import products
+    from tests.forking import fork_while_held
 
     write_xml(tmp_path / "one.xml", [], "/x")
-    held, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with products._SCHEMA_LOCK:
-            held.set()
-            release.wait(30)
+    def child() -> int:
+        validate(tmp_path / "one.xml")
+        return 0
 
-    t = threading.Thread(target=hold)
-    t.start()
-    held.wait(10)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            validate(tmp_path / "one.xml")
-            code = 0
-        finally:
-            os._exit(code)
-    release.set()
-    t.join()
-    deadline = time.monotonic() + 30
-    while (r := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if r == (0, 0):
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise AssertionError("the forked worker waited for a lock held by a thread of its parent")
-    assert os.waitstatus_to_exitcode(r[1]) == 0
+    assert fork_while_held(products._SCHEMA_LOCK, child, 30,
+                           "the forked worker waited for a lock held by a thread of its parent") == 0
 
 
 def test_bad_input_is_flagged_and_the_run_goes_on(archive_root, tmp_path):
