@@ -52,7 +52,7 @@ class WebState:
         self._items: tuple[float, dict[str, str]] | None = None
         self._paths: dict[str, tuple[float | None, Path | None]] = {}
         self._thumbs: dict[tuple[str, float], tuple[bytes, list[int]]] = {}
-        self._thumb_locks: dict[tuple[str, float], threading.Lock] = {}
+        self._thumb_locks: dict[tuple[str, float], threading.Lock] = {}  # one per key in _thumbs
         self._locks_lock = threading.Lock()
         self._cats: dict[tuple[str, float], list[dict]] = {}
 
@@ -157,8 +157,6 @@ class WebState:
         with lock:
             if key not in self._thumbs:
                 self._thumbs[key] = self._render(p)
-        with self._locks_lock:
-            self._thumb_locks.pop(key, None)
         return self._thumbs[key]
 
     @staticmethod
